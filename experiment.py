@@ -1,0 +1,74 @@
+"""Shared plumbing of the entry scripts: device choice, run directory naming and one training run end to end."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from munch import Munch
+
+from methods import METHODS
+from datasets.mnist_io import DataNotFoundError
+from tasks import TASKS
+from trainer import NonFiniteLossError, Trainer, TrainingInterrupted, autocast_factory
+from utils.io import CheckpointError
+from utils.config import ConfigError, require
+from utils.seed import seed_everything
+
+USER_ERRORS = (DataNotFoundError, CheckpointError, TrainingInterrupted, NonFiniteLossError)
+"""Errors caused by inputs or by the user (not bugs): the entry scripts print them as one line."""
+
+COMMON_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "deterministic": False,
+    "device": None,
+    "amp": "none",
+    "save_dir": "./checkpoints",
+    "run_name": None,
+    "resume": None,
+    "tensorboard": False,
+    "wandb": False,
+    "wandb_project": "debias",
+    "progress": True,
+    "limit_train_batches": None,
+    "limit_eval_batches": None,
+    "val_epoch_step": 1,
+}
+
+
+def resolve_device(requested: str | None) -> torch.device:
+    """``--device``: cuda when available unless told otherwise; asking for an absent device is a ConfigError."""
+    if requested is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError as error:
+        raise ConfigError(f"--device: {error}") from error
+    require(device.type != "cuda" or torch.cuda.is_available(), f"--device {requested}: CUDA is not available here")
+    return device
+
+
+def validate_common(config: Munch) -> None:
+    """Checks shared by every entry script."""
+    require(config.amp in ("none", "bf16"), f"--amp must be 'none' or 'bf16', got {config.amp!r}")
+    require(isinstance(config.seed, int) and config.seed >= 0, f"--seed must be a non-negative integer")
+    for name in ("limit_train_batches", "limit_eval_batches"):
+        value = config[name]
+        require(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0),
+                f"--{name} must be a positive number of batches (or a fraction in (0, 1]), got {value!r}")
+    require(isinstance(config.val_epoch_step, int) and config.val_epoch_step >= 1,
+            "--val_epoch_step must be a positive integer")
+    require(config.resume is None or isinstance(config.resume, (bool, str)),
+            "--resume takes no value, 'auto', or a checkpoint path")
+
+
+def run_experiment(task_name: str, method_name: str, config: Munch) -> dict[str, Any]:
+    """Seed, build the task and the method, train, and return the results (also written to ``results.json``)."""
+    device = resolve_device(config.device)
+    config.device = str(device)
+    seed_everything(config.seed, config.deterministic)
+    task = TASKS[task_name](config, device)
+    autocast = autocast_factory(device, config.amp)
+    method = METHODS[method_name](config, task, device, autocast)
+    run_dir = Path(config.save_dir) / config.run_name
+    return Trainer(config, task, method, run_dir, device, autocast).fit()

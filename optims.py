@@ -1,0 +1,29 @@
+"""Optimiser and learning-rate scheduler factories (``--optim``, ``--scheduler``)."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from adamp import AdamP
+from torch import nn
+
+OPTIMIZERS = {"Adam": torch.optim.Adam, "AdamP": AdamP}
+SCHEDULERS = ("StepLR", "CosineAnnealingLR")
+
+
+def build_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float
+                    ) -> torch.optim.Optimizer:
+    """Adam (coupled L2 weight decay, as torch's Adam) or AdamP (Heo et al. 2021), other settings at defaults."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimiser '{name}', expected one of {sorted(OPTIMIZERS)}")
+    return OPTIMIZERS[name](list(params), lr=lr, weight_decay=weight_decay)
+
+
+def build_scheduler(name: str, optimizer: torch.optim.Optimizer, n_epochs: int, lr_step_size: int,
+                    gamma: float = 0.1) -> torch.optim.lr_scheduler.LRScheduler:
+    """StepLR(step_size=lr_step_size, gamma) or CosineAnnealingLR(T_max=n_epochs); stepped once per epoch."""
+    if name == "StepLR":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_step_size, gamma=gamma)
+    if name == "CosineAnnealingLR":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(n_epochs, 1))
+    raise ValueError(f"unknown scheduler '{name}', expected one of {SCHEDULERS}")

@@ -1,0 +1,530 @@
+"""Aggregate many ``results.json`` files into paper-style tables (markdown + CSV) and plots.
+
+Usage::
+
+    python scripts/report.py RESULTS_DIR --out OUT_DIR [--skip_invalid]
+
+The directory is walked recursively; every ``results.json`` is validated and grouped by task, method, setting
+(e.g. the train correlation rho) and seed. Each cell of a table is ``mean ± std (n=seeds)`` over seeds, with the
+sample standard deviation (ddof=1); with a single seed the std is undefined and shown as ``–`` (empty in the CSV).
+The "avg" row of a table averages each seed over all settings of the layout and then aggregates those per-seed
+averages, so only seeds present at every setting count towards it.
+
+Outputs in OUT_DIR, per task: ``{task}_table.md``, ``{task}_table.csv``, ``{task}_{metric}_vs_{setting}.png`` and
+``{task}_cells_{metric}_{method}_{setting}{value}.png`` (per-cell accuracy heatmaps of f, nan-mean over seeds),
+e.g. ``biased_mnist_unbiased_vs_rho.png`` and ``biased_mnist_cells_unbiased_ReBias_rho0.997.png``. The markdown is
+also printed. A "Vanilla" run fills two columns: f gives "Vanilla" and its first g network gives "Biased".
+Table layouts live in :data:`TABLES`; a new task adds one :class:`TableLayout` entry.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+RESULTS_FILENAME = "results.json"
+AVERAGE = "avg"
+MISSING = "–"
+
+
+class ReportError(ValueError):
+    """A results file is unreadable or invalid, or there is nothing to report."""
+
+
+class ReportWarning(UserWarning):
+    """An invalid results file was skipped (``skip_invalid=True``)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: the ``network`` of runs of ``method`` (None = the target net f, i = the i-th biased net g)."""
+
+    name: str
+    method: str
+    network: int | None = None
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """How a task's results map onto the paper's table.
+
+    ``setting_key`` is the top-level results.json key that varies across rows (e.g. ``train_correlation``), shown
+    as ``setting_symbol`` in tables and plots and as ``setting_name`` in CSV headers and file names; ``settings``
+    maps its values to row labels in table order. ``metrics`` maps keys of the ``metrics`` dicts to row-group
+    labels. ``paper`` maps ``(metric, setting value or "avg", column)`` to the published number. ``plot_metrics``
+    are plotted against the setting; ``cell_metrics`` are the ``per_cell_accuracy`` keys drawn as heatmaps, whose
+    (row, column) axes are named by ``cell_axes`` and whose matrices must have shape ``cell_shape``.
+    """
+
+    title: str
+    setting_key: str
+    setting_symbol: str
+    setting_name: str
+    settings: dict[float, str]
+    metrics: dict[str, str]
+    columns: tuple[Column, ...]
+    paper: dict[tuple[str, float | str, str], float]
+    plot_metrics: tuple[str, ...] = ()
+    cell_axes: tuple[str, str] = ("class", "bias")
+    cell_metrics: tuple[str, ...] = ()
+    cell_shape: tuple[int, int] | None = None
+
+    def setting_label(self, value: float) -> str:
+        """The row label of a setting value, e.g. ``.997``; values outside the layout print as ``%g``."""
+        return self.settings.get(value, f"{value:g}")
+
+    def row_label(self, metric: str, setting: float | str) -> str:
+        """E.g. ``Unbiased ρ=.997`` or ``Unbiased avg``."""
+        if setting == AVERAGE:
+            return f"{self.metrics[metric]} {AVERAGE}"
+        return f"{self.metrics[metric]} {self.setting_symbol}={self.setting_label(setting)}"
+
+    def methods(self) -> set[str]:
+        return {column.method for column in self.columns}
+
+
+def _paper_grid(metric: str, columns: tuple[str, ...], rows: dict[float | str, tuple[float, ...]]
+                ) -> dict[tuple[str, float | str, str], float]:
+    return {(metric, setting, column): value
+            for setting, values in rows.items() for column, value in zip(columns, values)}
+
+
+_TABLE1_COLUMNS = ("Vanilla", "Biased", "LearnedMixin", "RUBi", "ReBias")
+
+TABLES: dict[str, TableLayout] = {
+    "biased_mnist": TableLayout(
+        title="Biased MNIST (ReBias Table 1), accuracy %",
+        setting_key="train_correlation",
+        setting_symbol="ρ",
+        setting_name="rho",
+        settings={0.999: ".999", 0.997: ".997", 0.995: ".995", 0.990: ".990"},
+        metrics={"biased": "Biased", "unbiased": "Unbiased"},
+        columns=(Column("Vanilla", "Vanilla"), Column("Biased", "Vanilla", network=0),
+                 Column("LearnedMixin", "LearnedMixin"), Column("RUBi", "RUBi"), Column("ReBias", "ReBias")),
+        paper={
+            **_paper_grid("biased", _TABLE1_COLUMNS, {
+                0.999: (100.0, 100.0, 2.9, 99.9, 100.0),
+                0.997: (100.0, 100.0, 6.7, 99.4, 100.0),
+                0.995: (100.0, 100.0, 17.5, 99.5, 100.0),
+                0.990: (100.0, 100.0, 33.6, 100.0, 100.0),
+                AVERAGE: (100.0, 100.0, 15.2, 99.7, 100.0),
+            }),
+            **_paper_grid("unbiased", _TABLE1_COLUMNS, {
+                0.999: (10.4, 10.0, 12.1, 13.7, 22.7),
+                0.997: (33.4, 10.0, 50.2, 43.0, 64.2),
+                0.995: (72.1, 10.0, 78.2, 90.4, 76.0),
+                0.990: (89.1, 10.0, 88.3, 93.6, 88.1),
+                AVERAGE: (51.2, 10.0, 57.2, 60.2, 62.7),
+            }),
+        },
+        plot_metrics=("unbiased",),
+        cell_axes=("digit", "colour"),
+        cell_metrics=("unbiased",),
+        cell_shape=(10, 10),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One validated results.json."""
+
+    path: Path
+    task: str
+    method: str
+    setting: float
+    seed: int
+    metrics: dict[str, float]
+    g_metrics: tuple[dict[str, float], ...]
+    per_cell: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def network_metrics(self, network: int | None) -> dict[str, float] | None:
+        if network is None:
+            return self.metrics
+        return self.g_metrics[network] if network < len(self.g_metrics) else None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Aggregate over seeds of one (task, column, setting, metric)."""
+
+    task: str
+    column: str
+    setting: float | str
+    metric: str
+    values: tuple[float, ...]
+    paper: float | None
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if self.n > 1 else math.nan
+
+    @property
+    def diff(self) -> float:
+        return self.mean - self.paper if self.paper is not None and self.values else math.nan
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_accuracies(path: Path, where: str, accuracies: Any, required: tuple[str, ...]) -> dict[str, float]:
+    if not isinstance(accuracies, dict):
+        raise ReportError(f"{path}: '{where}' must be an object of accuracies, got {type(accuracies).__name__}")
+    for key in required:
+        if key not in accuracies:
+            raise ReportError(f"{path}: '{where}' lacks the accuracy '{key}'")
+    for key, value in accuracies.items():
+        if not _is_number(value) or not 0.0 <= value <= 100.0:
+            raise ReportError(f"{path}: '{where}.{key}' must be a percentage in [0, 100], got {value!r}")
+    return {key: float(value) for key, value in accuracies.items()}
+
+
+def _check_per_cell(path: Path, per_cell: Any, shape: tuple[int, int] | None) -> dict[str, np.ndarray]:
+    if not isinstance(per_cell, dict):
+        raise ReportError(f"{path}: 'per_cell_accuracy' must be an object, got {type(per_cell).__name__}")
+    matrices = {}
+    for key, rows in per_cell.items():
+        if (not isinstance(rows, list) or not rows or not all(isinstance(row, list) for row in rows)
+                or len({len(row) for row in rows}) != 1):
+            raise ReportError(f"{path}: 'per_cell_accuracy.{key}' must be a non-empty rectangular list of lists")
+        if not all(value is None or (_is_number(value) and 0.0 <= value <= 100.0) for row in rows for value in row):
+            raise ReportError(f"{path}: 'per_cell_accuracy.{key}' holds a value that is neither null nor a "
+                              "percentage in [0, 100]")
+        matrices[key] = np.array([[math.nan if value is None else value for value in row] for row in rows],
+                                 dtype=float)
+        if shape is not None and matrices[key].shape != shape:
+            raise ReportError(f"{path}: 'per_cell_accuracy.{key}' has shape {matrices[key].shape}, expected {shape}")
+    return matrices
+
+
+def parse_results(path: str | Path) -> Run:
+    """Read and validate one results.json; any problem raises :class:`ReportError` naming the file.
+
+    Required: ``task`` (a key of :data:`TABLES`), ``method`` (a method of its layout), integer ``seed``, the
+    layout's setting key (e.g. ``train_correlation``) and ``metrics`` with every metric of the layout, as
+    percentages; ``g_metrics`` (one such object per g network) when the method fills a g column (Vanilla ->
+    Biased). ``per_cell_accuracy`` is optional. Other keys (epoch, timings, config) are not read.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise ReportError(f"{path}: cannot be read ({error})") from error
+    except json.JSONDecodeError as error:
+        raise ReportError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: top level must be a JSON object, got {type(data).__name__}")
+    for key in ("task", "method", "seed", "metrics"):
+        if key not in data:
+            raise ReportError(f"{path}: missing required key '{key}'")
+    task, method, seed = data["task"], data["method"], data["seed"]
+    if not isinstance(task, str):
+        raise ReportError(f"{path}: 'task' must be a string, got {task!r}")
+    if task not in TABLES:
+        raise ReportError(f"{path}: task '{task}' has no table layout (known: {', '.join(sorted(TABLES))})")
+    layout = TABLES[task]
+    if not isinstance(method, str) or method not in layout.methods():
+        raise ReportError(f"{path}: method {method!r} is not one of {sorted(layout.methods())} for task '{task}'")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ReportError(f"{path}: 'seed' must be an integer, got {seed!r}")
+    if layout.setting_key not in data:
+        raise ReportError(f"{path}: missing required key '{layout.setting_key}'")
+    setting = data[layout.setting_key]
+    if not _is_number(setting):
+        raise ReportError(f"{path}: '{layout.setting_key}' must be a number, got {setting!r}")
+    required = tuple(layout.metrics)
+    metrics = _check_accuracies(path, "metrics", data["metrics"], required)
+    needed_g = [column.network for column in layout.columns if column.method == method and column.network is not None]
+    g_metrics: tuple[dict[str, float], ...] = ()
+    if needed_g or "g_metrics" in data:
+        raw_g = data.get("g_metrics")
+        if not isinstance(raw_g, list):
+            raise ReportError(f"{path}: 'g_metrics' must be a list with one object per g network, got {raw_g!r}")
+        if needed_g and len(raw_g) <= max(needed_g):
+            raise ReportError(f"{path}: 'g_metrics' has {len(raw_g)} entries but the table needs g network "
+                              f"{max(needed_g)}")
+        g_metrics = tuple(_check_accuracies(path, f"g_metrics[{index}]", entry, required)
+                          for index, entry in enumerate(raw_g))
+    per_cell = data.get("per_cell_accuracy")
+    per_cell = {} if per_cell is None else _check_per_cell(path, per_cell, layout.cell_shape)
+    return Run(path=path, task=task, method=method, setting=round(float(setting), 6), seed=seed, metrics=metrics,
+               g_metrics=g_metrics, per_cell=per_cell)
+
+
+def load_results(results_dir: str | Path, skip_invalid: bool = False) -> list[Run]:
+    """Parse every results.json under ``results_dir`` (recursively, sorted by path).
+
+    Invalid files and duplicate (task, method, setting, seed) runs raise :class:`ReportError`, or with
+    ``skip_invalid`` emit a :class:`ReportWarning` and are left out (the first of duplicates is kept).
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise ReportError(f"{results_dir}: not a directory")
+    runs: list[Run] = []
+    seen: dict[tuple[str, str, float, int], Path] = {}
+    for path in sorted(results_dir.rglob(RESULTS_FILENAME)):
+        try:
+            run = parse_results(path)
+            key = (run.task, run.method, run.setting, run.seed)
+            if key in seen:
+                raise ReportError(f"{path}: duplicate run (task {run.task}, method {run.method}, "
+                                  f"{TABLES[run.task].setting_key} {run.setting:g}, seed {run.seed}) "
+                                  f"already read from {seen[key]}")
+        except ReportError as error:
+            if not skip_invalid:
+                raise
+            warnings.warn(f"skipping {error}", ReportWarning, stacklevel=2)
+            continue
+        seen[key] = path
+        runs.append(run)
+    if not runs:
+        raise ReportError(f"{results_dir}: no valid {RESULTS_FILENAME} found")
+    return runs
+
+
+def _values_by_setting(runs: list[Run], column: Column, metric: str) -> dict[float, dict[int, float]]:
+    """``setting -> seed -> accuracy`` of ``column``'s network for ``metric``."""
+    by_setting: dict[float, dict[int, float]] = defaultdict(dict)
+    for run in runs:
+        accuracies = run.network_metrics(column.network) if run.method == column.method else None
+        if accuracies is not None and metric in accuracies:
+            by_setting[run.setting][run.seed] = accuracies[metric]
+    return by_setting
+
+
+def _seed_averages(by_setting: dict[float, dict[int, float]], settings: list[float]) -> tuple[float, ...]:
+    """Per-seed mean over ``settings``, for the seeds present at all of them (sorted by seed)."""
+    complete_seeds = set.intersection(*(set(by_setting.get(setting, {})) for setting in settings))
+    return tuple(float(np.mean([by_setting[setting][seed] for setting in settings]))
+                 for seed in sorted(complete_seeds))
+
+
+def aggregate(task: str, runs: list[Run]) -> list[Cell]:
+    """Cells of ``task``'s table in row order (metric, then the layout's settings, extra settings, avg), then
+    column order. Settings found in the runs but absent from the layout are placed after the layout's, in
+    descending order, and do not enter the avg row."""
+    layout = TABLES[task]
+    runs = [run for run in runs if run.task == task]
+    layout_settings = list(layout.settings)
+    extra = sorted({run.setting for run in runs} - set(layout_settings), reverse=True)
+    values = {(metric, column.name): _values_by_setting(runs, column, metric)
+              for metric in layout.metrics for column in layout.columns}
+    cells = []
+    for metric in layout.metrics:
+        for setting in [*layout_settings, *extra, AVERAGE]:
+            for column in layout.columns:
+                by_setting = values[(metric, column.name)]
+                if setting == AVERAGE:
+                    seed_values = _seed_averages(by_setting, layout_settings)
+                else:
+                    seed_values = tuple(by_setting[setting][seed] for seed in sorted(by_setting.get(setting, {})))
+                cells.append(Cell(task, column.name, setting, metric, seed_values,
+                                  layout.paper.get((metric, setting, column.name))))
+    return cells
+
+
+def format_cell(cell: Cell) -> str:
+    """``mean ± std (n=seeds)`` with one decimal; ``–`` for the std of a single seed and for empty cells."""
+    if not cell.n:
+        return MISSING
+    std = MISSING if cell.n == 1 else f"{cell.std:.1f}"
+    return f"{cell.mean:.1f} ± {std} (n={cell.n})"
+
+
+def _format_optional(value: float | None, signed: bool = False) -> str:
+    if value is None or math.isnan(value):
+        return MISSING
+    return f"{value:+.1f}" if signed else f"{value:.1f}"
+
+
+def render_markdown(task: str, cells: list[Cell]) -> str:
+    """Markdown table: one row per (metric, setting), for each column ``ours | paper | Δ`` (Δ = ours − paper)."""
+    layout = TABLES[task]
+    header = ["Setting"]
+    for column in layout.columns:
+        header += [column.name, f"{column.name} paper", f"{column.name} Δ"]
+    lines = [f"### {layout.title}", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    rows: dict[tuple[str, float | str], list[str]] = {}
+    for cell in cells:
+        label = layout.row_label(cell.metric, cell.setting)
+        row = rows.setdefault((cell.metric, cell.setting), [label])
+        row += [format_cell(cell), _format_optional(cell.paper), _format_optional(cell.diff, signed=True)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows.values()]
+    lines += ["", f"mean ± sample std over seeds (n = number of seeds; {MISSING} = not available). "
+              f"'{AVERAGE}' rows average each seed over {layout.setting_symbol} = "
+              f"{', '.join(layout.settings.values())} and count only seeds run at all of them."]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(task: str, cells: list[Cell], path: str | Path) -> None:
+    """One row per (task, method, setting, metric): ``mean, std, n, paper, diff`` (empty when undefined)."""
+    layout = TABLES[task]
+
+    def number(value: float | None) -> str:
+        return "" if value is None or math.isnan(value) else f"{value:.6g}"
+
+    with open(path, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["task", "method", layout.setting_name, "metric", "mean", "std", "n", "paper", "diff"])
+        for cell in cells:
+            setting = cell.setting if cell.setting == AVERAGE else f"{cell.setting:g}"
+            writer.writerow([task, cell.column, setting, cell.metric, number(cell.mean), number(cell.std), cell.n,
+                             number(cell.paper), number(cell.diff)])
+
+
+def plot_metric_vs_setting(task: str, cells: list[Cell], metric: str, path: str | Path) -> None:
+    """Mean accuracy vs setting per column (error bars = std over seeds; paper values dashed with open markers)."""
+    layout = TABLES[task]
+    settings = [setting for setting in dict.fromkeys(cell.setting for cell in cells) if setting != AVERAGE]
+    positions = np.arange(len(settings))
+    figure = Figure(figsize=(9, 4.5))
+    axes = figure.add_subplot()
+    for index, column in enumerate(layout.columns):
+        colour = f"C{index}"
+        by_setting = {cell.setting: cell for cell in cells if cell.metric == metric and cell.column == column.name}
+        ours = [by_setting[setting] for setting in settings]
+        means = np.array([cell.mean for cell in ours])
+        stds = np.nan_to_num(np.array([cell.std for cell in ours]))
+        if np.isfinite(means).any():
+            axes.errorbar(positions, means, yerr=stds, color=colour, marker="o", capsize=3, label=column.name)
+        paper = np.array([math.nan if cell.paper is None else cell.paper for cell in ours])
+        if np.isfinite(paper).any():
+            axes.plot(positions, paper, color=colour, linestyle="--", marker="s", markerfacecolor="none",
+                      alpha=0.7, label=f"{column.name} (paper)")
+    axes.set_xticks(positions, [layout.setting_label(setting) for setting in settings])
+    axes.set_xlabel(f"{layout.setting_symbol} ({layout.setting_key})")
+    axes.set_ylabel(f"{layout.metrics[metric]} accuracy (%)")
+    axes.set_ylim(0, 102)
+    axes.set_title(layout.title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def plot_cell_heatmap(task: str, matrix: np.ndarray, title: str, path: str | Path) -> None:
+    """Heatmap of a per-cell accuracy matrix (rows and columns named by the layout's ``cell_axes``)."""
+    layout = TABLES[task]
+    figure = Figure(figsize=(6, 5.2))
+    axes = figure.add_subplot()
+    image = axes.imshow(np.ma.masked_invalid(matrix), vmin=0, vmax=100, cmap="viridis")
+    for row, col in np.ndindex(matrix.shape):
+        if np.isfinite(matrix[row, col]):
+            axes.text(col, row, f"{matrix[row, col]:.0f}", ha="center", va="center", fontsize=6,
+                      color="white" if matrix[row, col] < 60 else "black")
+    axes.set_xticks(range(matrix.shape[1]))
+    axes.set_yticks(range(matrix.shape[0]))
+    axes.set_xlabel(layout.cell_axes[1])
+    axes.set_ylabel(layout.cell_axes[0])
+    axes.set_title(title, fontsize=9)
+    figure.colorbar(image, ax=axes, label="accuracy (%)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def mean_cell_matrices(task: str, runs: list[Run]) -> dict[tuple[str, float, str], tuple[np.ndarray, int]]:
+    """``(method, setting, metric) -> (nan-mean over seeds of per_cell_accuracy[metric], number of seeds)``."""
+    layout = TABLES[task]
+    grouped: dict[tuple[str, float, str], list[np.ndarray]] = defaultdict(list)
+    for run in runs:
+        if run.task != task:
+            continue
+        for metric in layout.cell_metrics:
+            if metric in run.per_cell:
+                grouped[(run.method, run.setting, metric)].append(run.per_cell[metric])
+    means = {}
+    for key, matrices in grouped.items():
+        if len({matrix.shape for matrix in matrices}) != 1:
+            raise ReportError(f"per_cell_accuracy.{key[2]} of {task}/{key[0]} at {key[1]:g} has different shapes "
+                              "across seeds")
+        stack = np.stack(matrices)
+        counts = np.isfinite(stack).sum(axis=0)
+        sums = np.nansum(stack, axis=0)
+        means[key] = (np.where(counts > 0, sums / np.maximum(counts, 1), np.nan), len(matrices))
+    return means
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` produced: markdown of all tasks and the paths written."""
+
+    markdown: str
+    files: list[Path]
+
+
+def build_report(results_dir: str | Path, out_dir: str | Path, skip_invalid: bool = False) -> Report:
+    """Read all results under ``results_dir`` and write tables and plots of every task found into ``out_dir``."""
+    runs = load_results(results_dir, skip_invalid=skip_invalid)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    sections = []
+    for task in sorted({run.task for run in runs}):
+        layout = TABLES[task]
+        cells = aggregate(task, runs)
+        markdown = render_markdown(task, cells)
+        sections.append(markdown)
+        (out_dir / f"{task}_table.md").write_text(markdown)
+        write_csv(task, cells, out_dir / f"{task}_table.csv")
+        files += [out_dir / f"{task}_table.md", out_dir / f"{task}_table.csv"]
+        for metric in layout.plot_metrics:
+            path = out_dir / f"{task}_{metric}_vs_{layout.setting_name}.png"
+            plot_metric_vs_setting(task, cells, metric, path)
+            files.append(path)
+        for (method, setting, metric), (matrix, n) in sorted(mean_cell_matrices(task, runs).items()):
+            label = layout.setting_label(setting)
+            path = out_dir / f"{task}_cells_{metric}_{method}_{layout.setting_name}{setting:g}.png"
+            title = (f"{method}, {layout.setting_symbol}={label}: {layout.metrics.get(metric, metric).lower()} "
+                     f"accuracy per ({layout.cell_axes[0]}, {layout.cell_axes[1]}), mean of n={n}")
+            plot_cell_heatmap(task, matrix, title, path)
+            files.append(path)
+    return Report(markdown="\n".join(sections), files=files)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (1 with a one-line message on a :class:`ReportError`)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results_dir", help="directory searched recursively for results.json files")
+    parser.add_argument("--out", default=None, help="output directory (default: RESULTS_DIR/report)")
+    parser.add_argument("--skip_invalid", action="store_true", help="warn about and skip invalid results files")
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out) if args.out is not None else Path(args.results_dir) / "report"
+    failure = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReportWarning)
+        try:
+            report = build_report(args.results_dir, out_dir, skip_invalid=args.skip_invalid)
+        except ReportError as error:
+            failure = error
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
+    print(report.markdown)
+    print(f"wrote {len(report.files)} files to {out_dir}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The sweep scripts' loop, flags and skip-if-done logic, with a stand-in for python that records its calls."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+FAKE_PYTHON = r'''#!/usr/bin/env python3
+import json, os, sys
+from pathlib import Path
+args = sys.argv[1:]
+with open(os.environ["CALL_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\n")
+if args[0] == "main_biased_mnist.py":
+    run_dir = Path(args[args.index("--save_dir") + 1]) / args[args.index("--run_name") + 1]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "results.json").write_text("{}")
+'''
+
+
+def run_sweep(tmp_path: Path, **env_overrides: str) -> list[list[str]]:
+    fake = tmp_path / "fake_python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    log = tmp_path / "calls.jsonl"
+    log.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHON": str(fake), "CALL_LOG": str(log), "OUT": str(tmp_path / "out"),
+           "SEEDS": "0 1", "RHOS": "0.99 0.997", "EPOCHS": "3", **env_overrides}
+    result = subprocess.run(["bash", "scripts/biased_mnist_table1.sh"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def flag(call: list[str], name: str) -> str:
+    return call[call.index(name) + 1]
+
+
+def test_sweep_runs_every_combination_with_method_flags(tmp_path):
+    calls = run_sweep(tmp_path)
+    training = [c for c in calls if c[0] == "main_biased_mnist.py"]
+    assert len(training) == 4 * 2 * 2
+    names = {flag(c, "--run_name") for c in training}
+    assert "biased_mnist_LearnedMixin_rho0.997_seed1" in names
+    vanilla = next(c for c in training if "Vanilla" in flag(c, "--run_name"))
+    assert flag(vanilla, "--f_lambda_outer") == "0" and flag(vanilla, "--g_lambda_inner") == "0"
+    mixin = next(c for c in training if "LearnedMixin" in flag(c, "--run_name"))
+    assert flag(mixin, "--outer_criterion") == "LearnedMixin" and flag(mixin, "--n_g_update") == "0"
+    assert flag(mixin, "--n_g_pretrain_epochs") == "5"
+    rebias = next(c for c in training if "ReBias" in flag(c, "--run_name"))
+    assert "--outer_criterion" not in rebias and flag(rebias, "--n_epochs") == "3"
+    assert all(flag(c, "--resume") == "auto" for c in training)
+    assert calls[-1][0] == "scripts/report.py"
+
+
+def test_sweep_skips_finished_runs(tmp_path):
+    done = tmp_path / "out" / "biased_mnist_RUBi_rho0.99_seed0"
+    done.mkdir(parents=True)
+    (done / "results.json").write_text("{}")
+    unfinished = tmp_path / "out" / "biased_mnist_RUBi_rho0.99_seed1"
+    unfinished.mkdir(parents=True)
+    (unfinished / "last.pth").write_text("")
+    calls = run_sweep(tmp_path, METHODS="RUBi", EXTRA="--limit_train_batches 2")
+    names = [flag(c, "--run_name") for c in calls if c[0] == "main_biased_mnist.py"]
+    assert "biased_mnist_RUBi_rho0.99_seed0" not in names
+    assert "biased_mnist_RUBi_rho0.99_seed1" in names and len(names) == 3
+    assert all(flag(c, "--limit_train_batches") == "2" for c in calls if c[0] == "main_biased_mnist.py")
+    assert run_sweep(tmp_path, METHODS="RUBi")[0][0] == "scripts/report.py"

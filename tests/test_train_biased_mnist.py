@@ -1,0 +1,166 @@
+"""End-to-end runs of main_biased_mnist.py on real MNIST (or generated MNIST-format files) with the limit flags."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import main_biased_mnist
+from utils.io import CheckpointError, load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(batch_size=16, n_epochs=3, limit_train_batches=4, limit_eval_batches=2, f_kernel_size=3,
+             progress=False, device="cpu")
+
+
+def run_in_process(tmp_path: Path, root: Path, **flags) -> dict:
+    flags = {"root": str(root), "save_dir": str(tmp_path), "run_name": "run", **flags}
+    main_biased_mnist.main(**flags)
+    return json.loads((tmp_path / flags["run_name"] / "results.json").read_text())
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, "main_biased_mnist.py", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def cli_flags(root: Path, save_dir: Path, **overrides) -> list[str]:
+    flags = {**SMALL, "root": root, "save_dir": save_dir, "run_name": "run", **overrides}
+    return [f"--{key}={value}" for key, value in flags.items()]
+
+
+@pytest.mark.slow
+def test_short_run_learns_and_writes_results(tmp_path, mnist_root):
+    results = run_in_process(tmp_path, mnist_root, train_correlation=0.99, batch_size=32, n_epochs=2,
+                             limit_train_batches=15, limit_eval_batches=3, progress=False, device="cpu",
+                             tensorboard=True)
+    run_dir = tmp_path / "run"
+    assert {"config.json", "last.pth", "results.json"} <= {p.name for p in run_dir.iterdir()}
+    assert any((run_dir / "tensorboard").iterdir())
+    for key in ("task", "method", "train_correlation", "seed", "epoch", "metrics", "wall_seconds",
+                "train_images_per_second"):
+        assert key in results
+    assert results["task"] == "biased_mnist" and results["method"] == "ReBias" and results["epoch"] == 2
+    assert set(results["metrics"]) == {"biased", "unbiased", "rho0"}
+    losses = [record["train"]["f_loss"] for record in results["history"]]
+    assert losses[1] < losses[0]
+    assert results["metrics"]["biased"] > 30.0
+    assert results["train_images_per_second"] > 0
+    assert len(results["per_cell_accuracy"]["unbiased"]) == 10
+    assert json.loads((run_dir / "config.json").read_text())["train_correlation"] == 0.99
+
+
+@pytest.mark.slow
+def test_same_seed_same_metrics_and_vanilla_reports_g(tmp_path, fake_mnist_root):
+    flags = dict(SMALL, f_lambda_outer=0, g_lambda_inner=0, n_epochs=1)
+    first = run_in_process(tmp_path / "a", fake_mnist_root, **flags)
+    second = run_in_process(tmp_path / "b", fake_mnist_root, **flags)
+    assert first["method"] == "Vanilla"
+    assert first["metrics"] == second["metrics"] and first["g_metrics"] == second["g_metrics"]
+    assert len(first["g_metrics"]) == 1 and set(first["g_metrics"][0]) == {"biased", "unbiased", "rho0"}
+    third = run_in_process(tmp_path / "c", fake_mnist_root, **dict(flags, seed=1))
+    assert third["per_cell_accuracy"] != first["per_cell_accuracy"] or third["metrics"] != first["metrics"]
+
+
+@pytest.mark.slow
+def test_frozen_g_after_pretraining_keeps_g_weights(tmp_path, fake_mnist_root):
+    run_in_process(tmp_path, fake_mnist_root, **dict(SMALL, n_epochs=0, n_g_pretrain_epochs=1, run_name="pre"))
+    pretrained = load_checkpoint(tmp_path / "pre" / "last.pth")["method"]["g_nets"][0]
+    run_in_process(tmp_path, fake_mnist_root, **dict(SMALL, n_epochs=1, n_g_pretrain_epochs=1, n_g_update=0,
+                                                      g_lambda_inner=0, run_name="frozen"))
+    frozen = load_checkpoint(tmp_path / "frozen" / "last.pth")["method"]["g_nets"][0]
+    weights = [key for key in pretrained if key.endswith("weight")]
+    assert weights and all(torch.equal(pretrained[key], frozen[key]) for key in weights)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.stderr.read()
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigkill", "sigterm"])
+def test_killed_run_resumes_to_identical_metrics(tmp_path, fake_mnist_root, how):
+    save_dir = tmp_path / "killed"
+    flags = cli_flags(fake_mnist_root, save_dir, limit_train_batches=12)
+    reference = run_in_process(tmp_path / "reference", fake_mnist_root, **dict(SMALL, limit_train_batches=12))
+    process = subprocess.Popen([sys.executable, "main_biased_mnist.py", *flags], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(save_dir / "run" / "last.pth", process)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL if how == "sigkill" else signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert not (save_dir / "run" / "results.json").exists()
+    if how == "sigterm":
+        assert "resume with --resume" in stderr
+        assert "Traceback" not in stderr
+    load_checkpoint(save_dir / "run" / "last.pth")
+    resumed = cli(*flags, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    results = json.loads((save_dir / "run" / "results.json").read_text())
+    assert results["metrics"] == reference["metrics"]
+    assert results["per_cell_accuracy"] == reference["per_cell_accuracy"]
+    assert results["global_step"] == reference["global_step"]
+
+
+def test_truncated_checkpoint_is_detected(tmp_path):
+    path = tmp_path / "last.pth"
+    torch.save({"meta": {"task": "biased_mnist"}, "blob": torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--train_correlation", "1.5"], "--train_correlation"),
+    (["--train_correlation", "0"], "--train_correlation"),
+    (["--optim", "SGD"], "--optim"),
+    (["--outer_criterion", "Nope"], "--outer_criterion"),
+    (["--no_such_flag", "1"], "--no_such_flag"),
+    (["--n_epochs", "abc"], "--n_epochs"),
+])
+def test_bad_flags_give_one_line_error(args, flag, mnist_root):
+    result = cli("--root", str(mnist_root), *args, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and flag in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_root_and_missing_data_give_one_line_error(tmp_path):
+    result = cli(timeout=60)
+    assert result.returncode == 2 and "--root" in result.stderr and "Traceback" not in result.stderr
+    empty = tmp_path / "empty"
+    result = cli("--root", str(empty), "--device", "cpu", timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "MNIST not found" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_resume_with_mismatched_checkpoint_is_refused(tmp_path, fake_mnist_root):
+    bad = tmp_path / "other.pth"
+    torch.save({"meta": {"task": "imagenet", "method": "ReBias"}}, bad)
+    result = cli(*cli_flags(fake_mnist_root, tmp_path), f"--resume={bad}", timeout=120)
+    assert result.returncode == 2 and "task='imagenet'" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_median_sigma_adamp_cosine_and_wandb_offline(tmp_path, fake_mnist_root, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    results = run_in_process(tmp_path, fake_mnist_root, **dict(
+        SMALL, n_epochs=2, rbf_sigma_x="median", rbf_sigma_y="median", update_sigma_per_epoch=True,
+        rbf_sigma_scale_x=2.0, optim="AdamP", scheduler="CosineAnnealingLR", wandb=True))
+    sigmas = results["sigmas"]
+    assert sigmas["outer_sigma_x"] > 0 and sigmas["outer_sigma_x"] != 1.0
+    assert sigmas["inner_sigma_x"] == sigmas["outer_sigma_y"] and sigmas["inner_sigma_y"] == sigmas["outer_sigma_x"]
+    assert results["history"][-1]["lr_f"] == pytest.approx(0.0, abs=1e-12)
+    assert any((tmp_path / "run" / "wandb").glob("offline-run-*"))

@@ -1,0 +1,284 @@
+"""The Trainer: epochs and phases, limit flags, evaluation cadence, checkpoint/resume, seeds, devices, AMP,
+logging (tqdm, TensorBoard, wandb) and ``results.json``. Methods (methods/) do the per-batch updates and tasks
+(tasks.py) provide data and networks, so new methods and tasks plug in without touching this loop."""
+from __future__ import annotations
+
+import math
+import platform
+import signal
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from munch import Munch
+from tqdm import tqdm
+
+from evaluator import CellAccuracy, evaluate
+from methods.base import Method, Phase
+from tasks import Task
+from utils.config import resolve_limit
+from utils.io import atomic_torch_save, atomic_write_json, load_checkpoint
+from utils.run_logger import RunLogger
+from utils.seed import rng_states, set_rng_states
+
+CHECKPOINT_NAME = "last.pth"
+CHECKPOINT_FORMAT = 1
+PHASE_EPOCH_STRIDE = 1_000_000
+POSTFIX_EVERY = 10
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training loss became NaN or infinite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM arrived; a checkpoint was saved and the run can be resumed."""
+
+
+def autocast_factory(device: torch.device, amp: str) -> Any:
+    """A zero-argument callable returning the autocast context for ``--amp none|bf16``."""
+    if amp == "none":
+        return nullcontext
+    if amp == "bf16":
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    raise ValueError(f"--amp must be 'none' or 'bf16', got {amp!r}")
+
+
+@dataclass
+class TrainerState:
+    """Progress saved in every checkpoint: where training stands and what it has measured so far."""
+
+    phase_index: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    global_step: int = 0
+    train_seconds: float = 0.0
+    data_seconds: float = 0.0
+    train_images: int = 0
+    wall_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains ``method`` on ``task`` and writes ``config.json``, ``last.pth`` and ``results.json`` into ``run_dir``."""
+
+    def __init__(self, config: Munch, task: Task, method: Method, run_dir: Path, device: torch.device,
+                 autocast: Any = nullcontext):
+        self.config = config
+        self.task = task
+        self.method = method
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.autocast = autocast
+        self.state = TrainerState()
+        self.logger: RunLogger | None = None
+        self._epoch_train_means: dict[str, float] = {}
+        self._stop_signal: int | None = None
+
+    # ------------------------------------------------------------------------------------------- public
+    def fit(self) -> dict[str, Any]:
+        """Run every phase of the method (resuming if asked), then write and return ``results.json``'s content."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(dict(self.config), self.run_dir / "config.json")
+        if self.config.resume:
+            self._restore(self._resume_path())
+        self.logger = RunLogger(self.run_dir, self.config.run_name, self.config, self.config.tensorboard,
+                                self.config.wandb, self.config.wandb_project)
+        session_start = time.perf_counter()
+        previous_handlers = self._install_signal_handlers()
+        try:
+            self._run_phases()
+            final = self._final_evaluation()
+        finally:
+            self._restore_signal_handlers(previous_handlers)
+            self.state.wall_seconds += time.perf_counter() - session_start
+            self.logger.close()
+        results = self._results(final)
+        atomic_write_json(results, self.run_dir / "results.json")
+        return results
+
+    # ---------------------------------------------------------------------------------------- the loop
+    def _run_phases(self) -> None:
+        for phase_index, phase in enumerate(self.method.phases()):
+            if phase_index < self.state.phase_index:
+                continue
+            first_epoch = self.state.epoch if phase_index == self.state.phase_index else 0
+            for epoch in range(first_epoch, phase.epochs):
+                self._train_epoch(phase_index, phase, epoch)
+                self.method.end_epoch(phase, self.task.train_loader)
+                self.state.phase_index, self.state.epoch = phase_index, epoch + 1
+                if (epoch + 1) % self.config.val_epoch_step == 0 or epoch + 1 == phase.epochs:
+                    self._evaluate_and_log(phase, epoch)
+                self._save_checkpoint(self.run_dir / CHECKPOINT_NAME)
+                if self._stop_signal is not None:
+                    raise TrainingInterrupted(f"stopped by signal {self._stop_signal} after {phase.name} epoch "
+                                              f"{epoch + 1}; checkpoint saved, resume with --resume")
+
+    def _train_epoch(self, phase_index: int, phase: Phase, epoch: int) -> None:
+        """One epoch (or its remainder after a mid-epoch resume); batch order depends on (seed, phase, epoch) only."""
+        state = self.state
+        state.phase_index, state.epoch = phase_index, epoch
+        loader = self.task.train_loader
+        loader.set_epoch(phase_index * PHASE_EPOCH_STRIDE + epoch)
+        n_batches = resolve_limit(self.config.limit_train_batches, len(loader))
+        self.method.train()
+        bar = tqdm(total=n_batches, initial=state.batch_in_epoch, desc=f"{phase.name} {epoch + 1}/{phase.epochs}",
+                   unit="batch", disable=not self.config.progress, leave=False, dynamic_ncols=True)
+        batches = iter(loader)
+        first_batch = state.batch_in_epoch
+        for _ in range(first_batch):
+            next(batches)
+        epoch_start = time.perf_counter()
+        data_seconds, images = 0.0, 0
+        loss_sums: dict[str, torch.Tensor] = {}
+
+        def account() -> float:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            seconds = time.perf_counter() - epoch_start
+            state.train_seconds += seconds
+            state.data_seconds += data_seconds
+            state.train_images += images
+            return seconds
+
+        for step in range(state.batch_in_epoch, n_batches):
+            fetch_start = time.perf_counter()
+            batch = next(batches)
+            data_seconds += time.perf_counter() - fetch_start
+            logs = self.method.training_step(batch, phase)
+            for key, value in logs.items():
+                loss_sums[key] = loss_sums[key] + value if key in loss_sums else value
+            state.global_step += 1
+            state.batch_in_epoch = step + 1
+            images += len(batch.target)
+            if step % POSTFIX_EVERY == 0 or step == n_batches - 1:
+                values = self._check_finite(logs, phase)
+                speed = images / max(time.perf_counter() - epoch_start, 1e-9)
+                bar.set_postfix(loss=values.get("f_loss", values.get("g_loss", math.nan)),
+                                hsic=values.get("f_outer_g_0", math.nan), img_s=f"{speed:.0f}", refresh=False)
+                self.logger.scalars(phase.name, values, state.global_step)
+            bar.update(1)
+            if self._stop_signal is not None and step + 1 < n_batches:
+                bar.close()
+                account()
+                self._save_checkpoint(self.run_dir / CHECKPOINT_NAME)
+                raise TrainingInterrupted(f"stopped by signal {self._stop_signal} at {phase.name} epoch {epoch + 1}, "
+                                          f"batch {step + 1}/{n_batches}; checkpoint saved, resume with --resume")
+        bar.close()
+        seconds = account()
+        n_steps = n_batches - first_batch
+        self._epoch_train_means = {key: float(value) / n_steps for key, value in loss_sums.items()}
+        state.batch_in_epoch = 0
+        self.logger.info(f"[{phase.name} {epoch + 1}/{phase.epochs}] {images / max(seconds, 1e-9):.1f} img/s, "
+                         f"data {100 * data_seconds / max(seconds, 1e-9):.2f}% of the time")
+
+    def _check_finite(self, logs: dict[str, torch.Tensor], phase: Phase) -> dict[str, float]:
+        values = {key: float(value) for key, value in logs.items()}
+        bad = [key for key, value in values.items() if not math.isfinite(value)]
+        if bad:
+            path = self.run_dir / f"nonfinite_step{self.state.global_step}.pth"
+            self._save_checkpoint(path)
+            raise NonFiniteLossError(
+                f"non-finite loss at step {self.state.global_step} ({phase.name}): "
+                + ", ".join(f"{key}={values[key]}" for key in bad)
+                + f"; state saved to {path}, last good checkpoint {self.run_dir / CHECKPOINT_NAME}")
+        return values
+
+    # ------------------------------------------------------------------------------------------ evaluation
+    def _evaluate(self) -> dict[str, dict[str, CellAccuracy]]:
+        return evaluate(self.method.predictors(), self.task.eval_loaders, self.task.num_classes,
+                        self.task.num_biases, limit_batches=self.config.limit_eval_batches, autocast=self.autocast())
+
+    def _summarise(self, cells: dict[str, dict[str, CellAccuracy]]) -> dict[str, dict[str, float]]:
+        """``{predictor: {loader: headline metric}}``."""
+        summary: dict[str, dict[str, float]] = {}
+        for loader_name, per_predictor in cells.items():
+            for predictor, cell in per_predictor.items():
+                summary.setdefault(predictor, {})[loader_name] = self.task.metric(loader_name, cell)
+        return summary
+
+    def _evaluate_and_log(self, phase: Phase, epoch: int) -> dict[str, Any]:
+        cells = self._evaluate()
+        summary = self._summarise(cells)
+        record = {"phase": phase.name, "epoch": epoch + 1, "step": self.state.global_step, "metrics": summary,
+                  "train": self._epoch_train_means, **self.method.learning_rates()}
+        self.state.history.append(record)
+        for predictor, metrics in summary.items():
+            self.logger.scalars(f"val_{predictor}", metrics, self.state.global_step)
+        text = "  ".join(f"{p}: " + " ".join(f"{k}={v:.2f}" for k, v in m.items()) for p, m in summary.items())
+        self.logger.info(f"[{phase.name} {epoch + 1}/{phase.epochs}] {text}")
+        return {"cells": cells, "summary": summary}
+
+    def _final_evaluation(self) -> dict[str, Any]:
+        cells = self._evaluate()
+        return {"cells": cells, "summary": self._summarise(cells)}
+
+    # ----------------------------------------------------------------------------------------- results
+    def _results(self, final: dict[str, Any]) -> dict[str, Any]:
+        summary, cells = final["summary"], final["cells"]
+        state = self.state
+        phases = self.method.phases()
+        return {
+            "task": self.task.name,
+            "method": self.method.name,
+            **self.task.results_fields(),
+            "seed": self.config.seed,
+            "epoch": phases[-1].epochs if phases else 0,
+            "metrics": summary["f"],
+            "g_metrics": [summary[name] for name in sorted(summary) if name.startswith("g_")],
+            "per_cell_accuracy": {loader: per_predictor["f"].per_cell() for loader, per_predictor in cells.items()},
+            "predictor_metrics": summary,
+            **self.method.results_fields(),
+            "wall_seconds": state.wall_seconds,
+            "train_images_per_second": state.train_images / state.train_seconds if state.train_seconds else None,
+            "data_loading_fraction": state.data_seconds / state.train_seconds if state.train_seconds else None,
+            "train_images": state.train_images,
+            "global_step": state.global_step,
+            "history": state.history,
+            "device": str(self.device) if self.device.type != "cuda" else torch.cuda.get_device_name(self.device),
+            "versions": {"python": platform.python_version(), "torch": torch.__version__},
+            "config": dict(self.config),
+        }
+
+    # -------------------------------------------------------------------------------------- checkpoints
+    def _meta(self) -> dict[str, Any]:
+        return {"format": CHECKPOINT_FORMAT, "task": self.task.name, "method": self.method.name,
+                "run_name": self.config.run_name}
+
+    def _save_checkpoint(self, path: Path) -> None:
+        atomic_torch_save({"meta": self._meta(), "trainer": asdict(self.state), "method": self.method.state_dict(),
+                           "rng": rng_states(), "config": dict(self.config)}, path)
+
+    def _resume_path(self) -> Path:
+        resume = self.config.resume
+        return self.run_dir / CHECKPOINT_NAME if resume is True or resume == "auto" else Path(resume)
+
+    def _restore(self, path: Path) -> None:
+        if self.config.resume == "auto" and not path.exists():
+            return
+        checkpoint = load_checkpoint(path, map_location=self.device,
+                                     expect={"task": self.task.name, "method": self.method.name})
+        self.method.load_state_dict(checkpoint["method"])
+        self.state = TrainerState(**checkpoint["trainer"])
+        set_rng_states(checkpoint["rng"])
+
+    # ------------------------------------------------------------------------------------------ signals
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        def request_stop(signum: int, _frame: Any) -> None:
+            self._stop_signal = signum
+
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[signum] = signal.signal(signum, request_stop)
+            except ValueError:
+                pass
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

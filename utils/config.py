@@ -1,0 +1,80 @@
+"""Flag handling shared by the entry scripts: defaults + validation -> a Munch config, one-line errors."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import fire
+from munch import Munch
+
+TRUE_STRINGS = {"true", "yes", "1", "on"}
+FALSE_STRINGS = {"false", "no", "0", "off"}
+
+
+class ConfigError(ValueError):
+    """A user-facing problem with the flags or inputs; printed as one line without a traceback."""
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in TRUE_STRINGS | FALSE_STRINGS:
+            return value.lower() in TRUE_STRINGS
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"--{name} expects true or false, got {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"--{name} expects an integer, got {value!r}")
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"--{name} expects a number, got {value!r}")
+    if isinstance(default, str) and not isinstance(value, str):
+        return str(value)
+    return value
+
+
+def build_config(defaults: Mapping[str, Any], flags: Mapping[str, Any], untyped: Iterable[str] = ()) -> Munch:
+    """Merge command-line ``flags`` over ``defaults``; unknown flags and wrong types raise :class:`ConfigError`.
+
+    Values are converted to the type of their default, except for the flags named in ``untyped`` (e.g. a kernel
+    radius that is a number or ``'median'``), which the caller validates."""
+    unknown = sorted(set(flags) - set(defaults))
+    if unknown:
+        raise ConfigError(f"unknown flag --{unknown[0]} (run with --help to list the flags)")
+    config = Munch(defaults)
+    for name, value in flags.items():
+        config[name] = value if name in untyped else _coerce(name, value, defaults[name])
+    return config
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(message)
+
+
+def resolve_limit(limit: int | float | None, length: int) -> int:
+    """Lightning-style limit: ``None`` = all batches, an int = that many, a float in (0, 1] = that fraction."""
+    if limit is None:
+        return length
+    if isinstance(limit, float) and 0 < limit <= 1:
+        return max(1, int(length * limit))
+    return min(int(limit), length)
+
+
+def run_cli(entry: Callable[..., Any], user_errors: tuple[type[BaseException], ...] = ()) -> None:
+    """Run ``entry`` with python-fire; :class:`ConfigError` (and ``user_errors``) become ``error: ...`` + exit 2."""
+    try:
+        fire.Fire(entry, serialize=lambda _: None)
+    except (ConfigError, *user_errors) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
