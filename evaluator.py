@@ -14,6 +14,8 @@ from itertools import islice
 import torch
 from torch import Tensor, nn
 
+from utils.distributed import all_reduce_sum, is_distributed
+
 
 @dataclass
 class CellAccuracy:
@@ -34,6 +36,12 @@ class CellAccuracy:
         hits = (predictions == targets).long()
         self.total += torch.bincount(cells, minlength=size).view_as(self.total).cpu()
         self.correct += torch.bincount(cells, weights=hits, minlength=size).long().view_as(self.correct).cpu()
+
+    def all_reduce(self, device: torch.device) -> None:
+        """Sum the counts over all processes (a no-op in a single process)."""
+        if is_distributed():
+            counts = all_reduce_sum(torch.stack([self.correct, self.total]).to(device)).cpu()
+            self.correct, self.total = counts[0], counts[1]
 
     def accuracy(self) -> float:
         """Top-1 accuracy in percent over all samples."""
@@ -65,7 +73,8 @@ def evaluate(predictors: Mapping[str, nn.Module], loaders: Mapping[str, Iterable
              autocast: AbstractContextManager | None = None) -> dict[str, dict[str, CellAccuracy]]:
     """Run every predictor in eval mode over every loader; returns ``{loader: {predictor: CellAccuracy}}``.
 
-    Loaders yield ``(x, target, bias, ...)``; networks are put back into their previous train/eval mode.
+    Loaders yield ``(x, target, bias, ...)``; networks are put back into their previous train/eval mode. Under
+    torchrun each process evaluates its shard and the counts are summed over processes.
     """
     modes = {name: net.training for name, net in predictors.items()}
     for net in predictors.values():
@@ -79,6 +88,9 @@ def evaluate(predictors: Mapping[str, nn.Module], loaders: Mapping[str, Iterable
                 with autocast or nullcontext():
                     for name, net in predictors.items():
                         cells[name].update(logits_of(net, x).argmax(dim=1), targets, biases)
+            device = next(next(iter(predictors.values())).parameters()).device
+            for cell in cells.values():
+                cell.all_reduce(device)
             results[loader_name] = cells
     finally:
         for name, net in predictors.items():

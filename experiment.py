@@ -13,6 +13,7 @@ from tasks import TASKS
 from trainer import NonFiniteLossError, Trainer, TrainingInterrupted, autocast_factory
 from utils.io import CheckpointError
 from utils.config import ConfigError, require
+from utils.distributed import init_distributed, is_main_process, shutdown
 from utils.seed import seed_everything
 
 USER_ERRORS = (DataNotFoundError, CheckpointError, TrainingInterrupted, NonFiniteLossError)
@@ -62,13 +63,20 @@ def validate_common(config: Munch) -> None:
             "--resume takes no value, 'auto', or a checkpoint path")
 
 
-def run_experiment(task_name: str, method_name: str, config: Munch) -> dict[str, Any]:
-    """Seed, build the task and the method, train, and return the results (also written to ``results.json``)."""
-    device = resolve_device(config.device)
+def run_experiment(task_name: str, method_name: str, config: Munch) -> dict[str, Any] | None:
+    """Seed, build the task and the method, train, and return the results (also written to ``results.json``).
+
+    Under torchrun only the main process returns the results; the others return None."""
+    device = init_distributed(resolve_device(config.device))
     config.device = str(device)
     seed_everything(config.seed, config.deterministic)
     task = TASKS[task_name](config, device)
     autocast = autocast_factory(device, config.amp)
     method = METHODS[method_name](config, task, device, autocast)
     run_dir = Path(config.save_dir) / config.run_name
-    return Trainer(config, task, method, run_dir, device, autocast).fit()
+    main_process = is_main_process()
+    try:
+        results = Trainer(config, task, method, run_dir, device, autocast).fit()
+    finally:
+        shutdown()
+    return results if main_process else None

@@ -107,6 +107,8 @@ def main(**flags: Any) -> None:
     method = rebias_method_name(config)
     config.run_name = config.run_name or f"biased_mnist_{method}_rho{config.train_correlation}_seed{config.seed}"
     results = run_experiment("biased_mnist", "rebias", config)
+    if results is None:
+        return
     metrics = "  ".join(f"{k}={v:.2f}" for k, v in results["metrics"].items())
     print(f"{method} (rho={config.train_correlation}, seed={config.seed}): f {metrics}")
     for i, g_metrics in enumerate(results["g_metrics"]):

@@ -18,8 +18,9 @@ from tqdm import tqdm
 
 from evaluator import CellAccuracy, evaluate
 from methods.base import Method, Phase
-from tasks import Task
+from tasks.base import Task
 from utils.config import resolve_limit
+from utils.distributed import any_process, is_distributed, is_main_process, world_size
 from utils.io import atomic_torch_save, atomic_write_json, load_checkpoint
 from utils.run_logger import RunLogger
 from utils.seed import rng_states, set_rng_states
@@ -81,12 +82,15 @@ class Trainer:
     # ------------------------------------------------------------------------------------------- public
     def fit(self) -> dict[str, Any]:
         """Run every phase of the method (resuming if asked), then write and return ``results.json``'s content."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(dict(self.config), self.run_dir / "config.json")
+        main_process = is_main_process()
+        if main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(dict(self.config), self.run_dir / "config.json")
         if self.config.resume:
             self._restore(self._resume_path())
-        self.logger = RunLogger(self.run_dir, self.config.run_name, self.config, self.config.tensorboard,
-                                self.config.wandb, self.config.wandb_project)
+        self.logger = RunLogger(self.run_dir, self.config.run_name, self.config,
+                                self.config.tensorboard and main_process, self.config.wandb and main_process,
+                                self.config.wandb_project, quiet=not main_process)
         session_start = time.perf_counter()
         previous_handlers = self._install_signal_handlers()
         try:
@@ -97,7 +101,8 @@ class Trainer:
             self.state.wall_seconds += time.perf_counter() - session_start
             self.logger.close()
         results = self._results(final)
-        atomic_write_json(results, self.run_dir / "results.json")
+        if main_process:
+            atomic_write_json(results, self.run_dir / "results.json")
         return results
 
     # ---------------------------------------------------------------------------------------- the loop
@@ -113,7 +118,7 @@ class Trainer:
                 if (epoch + 1) % self.config.val_epoch_step == 0 or epoch + 1 == phase.epochs:
                     self._evaluate_and_log(phase, epoch)
                 self._save_checkpoint(self.run_dir / CHECKPOINT_NAME)
-                if self._stop_signal is not None:
+                if self._stop_requested():
                     raise TrainingInterrupted(f"stopped by signal {self._stop_signal} after {phase.name} epoch "
                                               f"{epoch + 1}; checkpoint saved, resume with --resume")
 
@@ -126,7 +131,8 @@ class Trainer:
         n_batches = resolve_limit(self.config.limit_train_batches, len(loader))
         self.method.train()
         bar = tqdm(total=n_batches, initial=state.batch_in_epoch, desc=f"{phase.name} {epoch + 1}/{phase.epochs}",
-                   unit="batch", disable=not self.config.progress, leave=False, dynamic_ncols=True)
+                   unit="batch", disable=not (self.config.progress and is_main_process()), leave=False,
+                   dynamic_ncols=True)
         batches = iter(loader)
         first_batch = state.batch_in_epoch
         for _ in range(first_batch):
@@ -161,7 +167,8 @@ class Trainer:
                                 hsic=values.get("f_outer_g_0", math.nan), img_s=f"{speed:.0f}", refresh=False)
                 self.logger.scalars(phase.name, values, state.global_step)
             bar.update(1)
-            if self._stop_signal is not None and step + 1 < n_batches:
+            check_stop = not is_distributed() or step % POSTFIX_EVERY == 0
+            if check_stop and self._stop_requested() and step + 1 < n_batches:
                 bar.close()
                 account()
                 self._save_checkpoint(self.run_dir / CHECKPOINT_NAME)
@@ -178,7 +185,7 @@ class Trainer:
     def _check_finite(self, logs: dict[str, torch.Tensor], phase: Phase) -> dict[str, float]:
         values = {key: float(value) for key, value in logs.items()}
         bad = [key for key, value in values.items() if not math.isfinite(value)]
-        if bad:
+        if any_process(bool(bad), self.device):
             path = self.run_dir / f"nonfinite_step{self.state.global_step}.pth"
             self._save_checkpoint(path)
             raise NonFiniteLossError(
@@ -233,7 +240,9 @@ class Trainer:
             "predictor_metrics": summary,
             **self.method.results_fields(),
             "wall_seconds": state.wall_seconds,
-            "train_images_per_second": state.train_images / state.train_seconds if state.train_seconds else None,
+            "train_images_per_second": (world_size() * state.train_images / state.train_seconds
+                                        if state.train_seconds else None),
+            "world_size": world_size(),
             "data_loading_fraction": state.data_seconds / state.train_seconds if state.train_seconds else None,
             "train_images": state.train_images,
             "global_step": state.global_step,
@@ -249,6 +258,8 @@ class Trainer:
                 "run_name": self.config.run_name}
 
     def _save_checkpoint(self, path: Path) -> None:
+        if not is_main_process():
+            return
         atomic_torch_save({"meta": self._meta(), "trainer": asdict(self.state), "method": self.method.state_dict(),
                            "rng": rng_states(), "config": dict(self.config)}, path)
 
@@ -266,6 +277,10 @@ class Trainer:
         set_rng_states(checkpoint["rng"])
 
     # ------------------------------------------------------------------------------------------ signals
+    def _stop_requested(self) -> bool:
+        """Whether SIGINT/SIGTERM reached any process (all processes must agree to stop at the same step)."""
+        return any_process(self._stop_signal is not None, self.device)
+
     def _install_signal_handlers(self) -> dict[int, Any]:
         def request_stop(signum: int, _frame: Any) -> None:
             self._stop_signal = signum

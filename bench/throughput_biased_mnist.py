@@ -23,7 +23,7 @@ from experiment import resolve_device  # noqa: E402
 from main_biased_mnist import DEFAULTS  # noqa: E402
 from methods.rebias import ReBias  # noqa: E402
 from models.mnist_models import SimpleConvNet  # noqa: E402
-from tasks import BiasedMNISTTask  # noqa: E402
+from tasks.biased_mnist import BiasedMNISTTask  # noqa: E402
 from trainer import autocast_factory  # noqa: E402
 from utils.config import build_config  # noqa: E402
 from utils.seed import seed_everything  # noqa: E402

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from utils.distributed import rank, world_size
 from utils.seed import derived_seed
 
 
@@ -25,6 +26,10 @@ class TensorLoader:
     The order of epoch ``e`` is a permutation drawn from a generator seeded by ``(seed, e)`` (set with
     :meth:`set_epoch`), so a resumed run sees exactly the batches an uninterrupted one would. ``transform`` maps the
     stored uint8 images to network inputs on the fly (for Biased MNIST: scaling to [-1, 1]).
+
+    Under torchrun, process r of W takes every W-th sample of the order starting at r; a shuffled (training)
+    loader first drops the last ``N mod W`` samples of the order so that every process runs the same number of
+    steps, an evaluation loader keeps them all.
     """
 
     def __init__(self, images: Tensor, targets: Tensor, biases: Tensor, batch_size: int, shuffle: bool,
@@ -41,8 +46,16 @@ class TensorLoader:
     def dataset_size(self) -> int:
         return len(self.targets)
 
+    def _shard_bounds(self) -> tuple[int, int, int]:
+        """(first index, end, stride) of this process' share of an epoch's order."""
+        size, processes = self.dataset_size, world_size()
+        end = size - size % processes if self.shuffle else size
+        return rank(), end, processes
+
     def __len__(self) -> int:
-        full, rest = divmod(self.dataset_size, self.batch_size)
+        first, end, stride = self._shard_bounds()
+        samples = len(range(first, end, stride))
+        full, rest = divmod(samples, self.batch_size)
         return full if self.drop_last or rest == 0 else full + 1
 
     def set_epoch(self, epoch: int) -> None:
@@ -55,6 +68,8 @@ class TensorLoader:
             order = torch.randperm(self.dataset_size, generator=generator).to(device)
         else:
             order = torch.arange(self.dataset_size, device=device)
+        first, end, stride = self._shard_bounds()
+        order = order[first:end:stride]
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start:start + self.batch_size]
             yield Batch(self.transform(self.images[index]), self.targets[index], self.biases[index], index)

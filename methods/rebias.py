@@ -30,8 +30,9 @@ from criterions.hsic import RbfHSIC, squared_distances
 from datasets.tensor_loader import Batch
 from methods.base import Method, Phase
 from optims import build_optimizer, build_scheduler
-from tasks import Task
+from tasks.base import Task
 from utils.config import resolve_limit
+from utils.distributed import all_reduce_sum, distribute, unwrap, world_size
 
 
 def rebias_method_name(config: Munch) -> str:
@@ -51,8 +52,8 @@ class ReBias(Method):
         self.config = config
         self.name = rebias_method_name(config)
         self.autocast = autocast
-        self.f_net = task.build_f().to(device)
-        self.g_nets = [task.build_g().to(device) for _ in range(config.n_g_nets)]
+        self.f_net = distribute(task.build_f().to(device), device)
+        self.g_nets = [distribute(task.build_g().to(device), device) for _ in range(config.n_g_nets)]
         self.networks = {"f": self.f_net, **{f"g_{i}": g for i, g in enumerate(self.g_nets)}}
 
         sigma_x, sigma_y = self._fixed_sigmas()
@@ -108,7 +109,8 @@ class ReBias(Method):
     def update_sigmas(self, train_loader: Iterable) -> tuple[float, float]:
         """Median heuristic on a ``sigma_update_sampling_rate`` share of the training batches (train mode, as in
         the original): sigma_f and sigma_g are the square roots of the medians of all pairwise squared feature
-        distances of f, and of every g pooled; they are scaled by ``rbf_sigma_scale_x`` / ``_y``."""
+        distances of f, and of every g pooled; they are scaled by ``rbf_sigma_scale_x`` / ``_y``. Under torchrun
+        the per-process radii are averaged."""
         n_batches = min(int(len(train_loader) * self.config.sigma_update_sampling_rate) + 1,
                         resolve_limit(self.config.limit_train_batches, len(train_loader)))
         f_distances, g_distances = [], []
@@ -116,8 +118,9 @@ class ReBias(Method):
             with self.autocast():
                 f_distances.append(squared_distances(self.f_net(batch.x)[1]).flatten())
                 g_distances += [squared_distances(g(batch.x)[1]).flatten() for g in self.g_nets]
-        sigma_f = float(torch.cat(f_distances).median().sqrt()) * self.config.rbf_sigma_scale_x
-        sigma_g = float(torch.cat(g_distances).median().sqrt()) * self.config.rbf_sigma_scale_y
+        medians = torch.stack([torch.cat(f_distances).median().sqrt(), torch.cat(g_distances).median().sqrt()])
+        sigma_f, sigma_g = (all_reduce_sum(medians.float()) / world_size()).tolist()
+        sigma_f, sigma_g = sigma_f * self.config.rbf_sigma_scale_x, sigma_g * self.config.rbf_sigma_scale_y
         self.set_sigmas(sigma_f, sigma_g)
         return sigma_f, sigma_g
 
@@ -198,13 +201,13 @@ class ReBias(Method):
 
     # ------------------------------------------------------------------------------------------ evaluation
     def predictors(self) -> dict[str, nn.Module]:
-        return dict(self.networks)
+        return {name: unwrap(network) for name, network in self.networks.items()}
 
     # ----------------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         return {
-            "f_net": self.f_net.state_dict(),
-            "g_nets": [g.state_dict() for g in self.g_nets],
+            "f_net": unwrap(self.f_net).state_dict(),
+            "g_nets": [unwrap(g).state_dict() for g in self.g_nets],
             "outer": self.outer.state_dict(),
             "sigmas": self.sigmas(),
             "f_optimizer": self.f_optimizer.state_dict(),
@@ -214,9 +217,9 @@ class ReBias(Method):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.f_net.load_state_dict(state["f_net"])
+        unwrap(self.f_net).load_state_dict(state["f_net"])
         for g_net, g_state in zip(self.g_nets, state["g_nets"], strict=True):
-            g_net.load_state_dict(g_state)
+            unwrap(g_net).load_state_dict(g_state)
         self.outer.load_state_dict(state["outer"])
         sigmas = state["sigmas"]
         if "outer_sigma_x" in sigmas:

@@ -4,7 +4,7 @@ import torch
 
 from main_biased_mnist import DEFAULTS
 from methods.rebias import ReBias, rebias_method_name
-from tasks import BiasedMNISTTask
+from tasks.biased_mnist import BiasedMNISTTask
 from utils.config import build_config
 
 

@@ -164,3 +164,42 @@ def test_median_sigma_adamp_cosine_and_wandb_offline(tmp_path, fake_mnist_root, 
     assert sigmas["inner_sigma_x"] == sigmas["outer_sigma_y"] and sigmas["inner_sigma_y"] == sigmas["outer_sigma_x"]
     assert results["history"][-1]["lr_f"] == pytest.approx(0.0, abs=1e-12)
     assert any((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_with_term_named_and_checkpoint(tmp_path, fake_mnist_root, monkeypatch):
+    import torch.nn.functional as F
+
+    from trainer import NonFiniteLossError
+
+    real_cross_entropy = F.cross_entropy
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_cross_entropy(*args, **kwargs)
+        return loss * float("nan") if calls["n"] > 12 else loss
+
+    run_in_process(tmp_path, fake_mnist_root, **dict(SMALL, n_epochs=1, f_lambda_outer=0, g_lambda_inner=0))
+    good = load_checkpoint(tmp_path / "run" / "last.pth")
+    monkeypatch.setattr(F, "cross_entropy", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"step \d+.*f_cls=nan"):
+        run_in_process(tmp_path, fake_mnist_root, **dict(SMALL, n_epochs=2, f_lambda_outer=0, g_lambda_inner=0,
+                                                         limit_train_batches=12, resume=True))
+    assert list((tmp_path / "run").glob("nonfinite_step*.pth"))
+    after = load_checkpoint(tmp_path / "run" / "last.pth")
+    assert after["trainer"]["global_step"] == good["trainer"]["global_step"]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(tmp_path, fake_mnist_root):
+    single = run_in_process(tmp_path / "single", fake_mnist_root, **dict(SMALL, n_epochs=1))
+    flags = cli_flags(fake_mnist_root, tmp_path / "ddp", n_epochs=1)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "main_biased_mnist.py", *flags], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ddp = json.loads((tmp_path / "ddp" / "run" / "results.json").read_text())
+    assert ddp["world_size"] == 2 and single["world_size"] == 1
+    assert set(ddp["metrics"]) == set(single["metrics"])
+    assert len(ddp["g_metrics"]) == len(single["g_metrics"])
+    assert result.stdout.count("results:") == 1

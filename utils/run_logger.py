@@ -12,7 +12,8 @@ class RunLogger:
     """Writes scalars to TensorBoard / wandb when enabled and prints epoch summaries through tqdm."""
 
     def __init__(self, run_dir: Path, run_name: str, config: dict[str, Any], tensorboard: bool, wandb: bool,
-                 wandb_project: str):
+                 wandb_project: str, quiet: bool = False):
+        self.quiet = quiet
         self.writer = None
         self.wandb_run = None
         if tensorboard:
@@ -33,9 +34,9 @@ class RunLogger:
         if self.wandb_run is not None:
             self.wandb_run.log({f"{prefix}/{key}": value for key, value in values.items()}, step=step)
 
-    @staticmethod
-    def info(message: str) -> None:
-        tqdm.write(message)
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            tqdm.write(message)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -1,5 +1,4 @@
-"""Tasks: the data (train loader, evaluation loaders with bias labels) and the f / g network builders of one
-experiment. ``TASKS[name](config, device)`` builds one."""
+"""The Biased MNIST task of ReBias (Table 1)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -11,34 +10,9 @@ from torch import nn
 
 from datasets.colour_mnist import EVAL_CORRELATIONS, ColourBiasedMNIST, normalise_uint8
 from datasets.tensor_loader import TensorLoader
-from evaluator import CellAccuracy
 from models.mnist_models import SimpleConvNet
+from tasks.base import Task
 from utils.seed import derived_seed
-
-
-class Task:
-    """Base class: subclasses fill the attributes below."""
-
-    name: str
-    num_classes: int
-    num_biases: int
-    train_loader: Any
-    eval_loaders: dict[str, Any]
-    criterion_extras: dict[str, Any]
-
-    def build_f(self) -> nn.Module:
-        raise NotImplementedError
-
-    def build_g(self) -> nn.Module:
-        raise NotImplementedError
-
-    def results_fields(self) -> dict[str, Any]:
-        """Task-specific keys of ``results.json`` (e.g. the training correlation)."""
-        return {}
-
-    def metric(self, loader_name: str, cells: CellAccuracy) -> float:
-        """The headline number of one evaluation loader (plain accuracy unless the task defines otherwise)."""
-        return cells.accuracy()
 
 
 class BiasedMNISTTask(Task):
@@ -76,5 +50,3 @@ class BiasedMNISTTask(Task):
     def results_fields(self) -> dict[str, Any]:
         return {"train_correlation": self.config.train_correlation}
 
-
-TASKS: dict[str, type[Task]] = {"biased_mnist": BiasedMNISTTask}

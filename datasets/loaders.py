@@ -1,0 +1,78 @@
+"""DataLoader-based loaders for datasets too large for device memory (ImageNet, videos, generated image folders).
+
+Datasets return ``(x, target, bias, index)`` per item; the loader yields :class:`Batch` tuples on the training
+device, exposes ``set_epoch`` (the order of an epoch depends on (seed, epoch) only, so resumed runs see the same
+batches) and shards every epoch across processes under torchrun.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from datasets.tensor_loader import Batch
+from utils.distributed import rank, world_size
+from utils.seed import derived_seed
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Single-process sampler: a permutation seeded by (seed, epoch), or the identity order without shuffling."""
+
+    def __init__(self, size: int, shuffle: bool, seed: int):
+        self.size, self.shuffle, self.seed, self.epoch = size, shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.size))
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch))
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed NumPy and Python's ``random`` in a worker from torch's per-worker seed (itself from the loader's)."""
+    import random
+
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+class DeviceLoader:
+    """Wrap a DataLoader over ``(x, target, bias, index)`` items: yields :class:`Batch` on ``device``."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool, device: torch.device, seed: int = 0,
+                 num_workers: int = 4, drop_last: bool = False):
+        if world_size() > 1:
+            self.sampler: Sampler[int] = DistributedSampler(dataset, num_replicas=world_size(), rank=rank(),
+                                                            shuffle=shuffle, seed=seed, drop_last=shuffle)
+        else:
+            self.sampler = EpochSeededSampler(len(dataset), shuffle, seed)
+        self.device = device
+        self.worker_seed = derived_seed(seed, 7)
+        generator = torch.Generator().manual_seed(self.worker_seed)
+        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
+                                 pin_memory=device.type == "cuda", drop_last=drop_last,
+                                 worker_init_fn=seed_worker, generator=generator,
+                                 persistent_workers=False)
+        self.dataset = dataset
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+        self.loader.generator.manual_seed(derived_seed(self.worker_seed, epoch))
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Batch]:
+        non_blocking = self.device.type == "cuda"
+        for x, target, bias, index in self.loader:
+            yield Batch(x.to(self.device, non_blocking=non_blocking), target.to(self.device, non_blocking=non_blocking),
+                        bias.to(self.device, non_blocking=non_blocking), index.to(self.device, non_blocking=non_blocking))

@@ -1,0 +1,34 @@
+"""The Task interface: the data of one experiment (a train loader and evaluation loaders yielding
+``(x, target, bias, index)``) and the builders of its networks."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from evaluator import CellAccuracy
+
+
+class Task:
+    """Base class: subclasses fill the attributes below."""
+
+    name: str
+    num_classes: int
+    num_biases: int
+    train_loader: Any
+    eval_loaders: dict[str, Any]
+    criterion_extras: dict[str, Any]
+
+    def build_f(self) -> nn.Module:
+        raise NotImplementedError
+
+    def build_g(self) -> nn.Module:
+        raise NotImplementedError
+
+    def results_fields(self) -> dict[str, Any]:
+        """Task-specific keys of ``results.json`` (e.g. the training correlation)."""
+        return {}
+
+    def metric(self, loader_name: str, cells: CellAccuracy) -> float:
+        """The headline number of one evaluation loader (plain accuracy unless the task defines otherwise)."""
+        return cells.accuracy()
