@@ -10,12 +10,14 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from munch import Munch
 from tqdm import tqdm
 
+from datasets.tensor_loader import Batch
 from evaluator import CellAccuracy, evaluate
 from methods.base import Method, Phase
 from tasks.base import Task
@@ -26,6 +28,7 @@ from utils.run_logger import RunLogger
 from utils.seed import rng_states, set_rng_states
 
 CHECKPOINT_NAME = "last.pth"
+BEST_CHECKPOINT_NAME = "best.pth"
 CHECKPOINT_FORMAT = 1
 PHASE_EPOCH_STRIDE = 1_000_000
 POSTFIX_EVERY = 10
@@ -61,6 +64,7 @@ class TrainerState:
     train_images: int = 0
     wall_seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
 
 
 class Trainer:
@@ -122,21 +126,38 @@ class Trainer:
                     raise TrainingInterrupted(f"stopped by signal {self._stop_signal} after {phase.name} epoch "
                                               f"{epoch + 1}; checkpoint saved, resume with --resume")
 
+    def _batch_stream(self, phase_index: int, first_step: int) -> Iterator[Batch]:
+        """Batches from phase step ``first_step`` on. Step s of a phase is batch ``s mod L`` of pass ``s div L`` over
+        the training loader (L = its length after ``--limit_train_batches``), and a pass's order depends on
+        (seed, phase, pass) only: a resumed run sees exactly the batches of an uninterrupted one."""
+        loader = self.task.train_loader
+        passes_length = resolve_limit(self.config.limit_train_batches, len(loader))
+        pass_index, skip = divmod(first_step, passes_length)
+        while True:
+            loader.set_epoch(phase_index * PHASE_EPOCH_STRIDE + pass_index)
+            batches = iter(loader)
+            for _ in range(skip):
+                next(batches)
+            for _ in range(passes_length - skip):
+                yield next(batches)
+            pass_index, skip = pass_index + 1, 0
+
+    def _steps_per_epoch(self, phase: Phase) -> int:
+        if phase.steps_per_epoch is not None:
+            return phase.steps_per_epoch
+        return resolve_limit(self.config.limit_train_batches, len(self.task.train_loader))
+
     def _train_epoch(self, phase_index: int, phase: Phase, epoch: int) -> None:
-        """One epoch (or its remainder after a mid-epoch resume); batch order depends on (seed, phase, epoch) only."""
+        """One epoch (or its remainder after a mid-epoch resume): ``steps_per_epoch`` steps of the phase, by default
+        one pass over the (limited) training loader."""
         state = self.state
         state.phase_index, state.epoch = phase_index, epoch
-        loader = self.task.train_loader
-        loader.set_epoch(phase_index * PHASE_EPOCH_STRIDE + epoch)
-        n_batches = resolve_limit(self.config.limit_train_batches, len(loader))
+        n_steps = self._steps_per_epoch(phase)
+        first = state.batch_in_epoch
+        batches = self._batch_stream(phase_index, epoch * n_steps + first)
         self.method.train()
-        bar = tqdm(total=n_batches, initial=state.batch_in_epoch, desc=f"{phase.name} {epoch + 1}/{phase.epochs}",
-                   unit="batch", disable=not (self.config.progress and is_main_process()), leave=False,
-                   dynamic_ncols=True)
-        batches = iter(loader)
-        first_batch = state.batch_in_epoch
-        for _ in range(first_batch):
-            next(batches)
+        bar = tqdm(total=n_steps, initial=first, desc=f"{phase.name} {epoch + 1}/{phase.epochs}", unit="step",
+                   disable=not (self.config.progress and is_main_process()), leave=False, dynamic_ncols=True)
         epoch_start = time.perf_counter()
         data_seconds, images = 0.0, 0
         loss_sums: dict[str, torch.Tensor] = {}
@@ -150,7 +171,7 @@ class Trainer:
             state.train_images += images
             return seconds
 
-        for step in range(state.batch_in_epoch, n_batches):
+        for step in range(first, n_steps):
             fetch_start = time.perf_counter()
             batch = next(batches)
             data_seconds += time.perf_counter() - fetch_start
@@ -160,24 +181,24 @@ class Trainer:
             state.global_step += 1
             state.batch_in_epoch = step + 1
             images += len(batch.target)
-            if step % POSTFIX_EVERY == 0 or step == n_batches - 1:
+            if step % POSTFIX_EVERY == 0 or step == n_steps - 1:
                 values = self._check_finite(logs, phase)
                 speed = images / max(time.perf_counter() - epoch_start, 1e-9)
-                bar.set_postfix(loss=values.get("f_loss", values.get("g_loss", math.nan)),
-                                hsic=values.get("f_outer_g_0", math.nan), img_s=f"{speed:.0f}", refresh=False)
+                loss = next((values[key] for key in ("f_loss", "loss", "g_loss") if key in values), math.nan)
+                bar.set_postfix(loss=loss, hsic=values.get("f_outer_g_0", math.nan), img_s=f"{speed:.0f}",
+                                refresh=False)
                 self.logger.scalars(phase.name, values, state.global_step)
             bar.update(1)
             check_stop = not is_distributed() or step % POSTFIX_EVERY == 0
-            if check_stop and self._stop_requested() and step + 1 < n_batches:
+            if check_stop and self._stop_requested() and step + 1 < n_steps:
                 bar.close()
                 account()
                 self._save_checkpoint(self.run_dir / CHECKPOINT_NAME)
                 raise TrainingInterrupted(f"stopped by signal {self._stop_signal} at {phase.name} epoch {epoch + 1}, "
-                                          f"batch {step + 1}/{n_batches}; checkpoint saved, resume with --resume")
+                                          f"step {step + 1}/{n_steps}; checkpoint saved, resume with --resume")
         bar.close()
         seconds = account()
-        n_steps = n_batches - first_batch
-        self._epoch_train_means = {key: float(value) / n_steps for key, value in loss_sums.items()}
+        self._epoch_train_means = {key: float(value) / (n_steps - first) for key, value in loss_sums.items()}
         state.batch_in_epoch = 0
         self.logger.info(f"[{phase.name} {epoch + 1}/{phase.epochs}] {images / max(seconds, 1e-9):.1f} img/s, "
                          f"data {100 * data_seconds / max(seconds, 1e-9):.2f}% of the time")
@@ -204,7 +225,9 @@ class Trainer:
         summary: dict[str, dict[str, float]] = {}
         for loader_name, per_predictor in cells.items():
             for predictor, cell in per_predictor.items():
-                summary.setdefault(predictor, {})[loader_name] = self.task.metric(loader_name, cell)
+                metrics = summary.setdefault(predictor, {})
+                metrics[loader_name] = self.task.metric(loader_name, cell)
+                metrics.update(self.task.extra_metrics(loader_name, cell))
         return summary
 
     def _evaluate_and_log(self, phase: Phase, epoch: int) -> dict[str, Any]:
@@ -217,7 +240,20 @@ class Trainer:
             self.logger.scalars(f"val_{predictor}", metrics, self.state.global_step)
         text = "  ".join(f"{p}: " + " ".join(f"{k}={v:.2f}" for k, v in m.items()) for p, m in summary.items())
         self.logger.info(f"[{phase.name} {epoch + 1}/{phase.epochs}] {text}")
+        self._update_best(record)
         return {"cells": cells, "summary": summary}
+
+    def _update_best(self, record: dict[str, Any]) -> None:
+        """Keep the evaluation with the highest selection metric (ties go to the later one, as in DisEnt) and save
+        its checkpoint as ``best.pth``."""
+        if self.task.selection is None:
+            return
+        loader, predictor = self.task.selection
+        value = record["metrics"][predictor][loader]
+        if self.state.best is None or value >= self.state.best["value"]:
+            self.state.best = {"value": value, "by": f"{loader}/{predictor}", "phase": record["phase"],
+                               "epoch": record["epoch"], "step": record["step"], "metrics": record["metrics"]}
+            self._save_checkpoint(self.run_dir / BEST_CHECKPOINT_NAME)
 
     def _final_evaluation(self) -> dict[str, Any]:
         cells = self._evaluate()
@@ -234,7 +270,10 @@ class Trainer:
             **self.task.results_fields(),
             "seed": self.config.seed,
             "epoch": phases[-1].epochs if phases else 0,
-            "metrics": summary["f"],
+            "metrics": state.best["metrics"]["f"] if state.best else summary["f"],
+            "final_metrics": summary["f"],
+            "selected": ({key: state.best[key] for key in ("by", "phase", "epoch", "step", "value")}
+                         if state.best else "final"),
             "g_metrics": [summary[name] for name in sorted(summary) if name.startswith("g_")],
             "per_cell_accuracy": {loader: per_predictor["f"].per_cell() for loader, per_predictor in cells.items()},
             "predictor_metrics": summary,

@@ -14,10 +14,14 @@ from datasets.tensor_loader import Batch
 
 @dataclass(frozen=True)
 class Phase:
-    """A stage of training (e.g. g pre-training, then the main minimax game) lasting ``epochs`` epochs."""
+    """A stage of training (e.g. g pre-training, then the main minimax game) lasting ``epochs`` epochs.
+
+    An epoch is one pass over the training loader, or ``steps_per_epoch`` steps for step-based training (DisEnt:
+    an "epoch" is then the interval between two evaluations, the loader cycling as needed)."""
 
     name: str
     epochs: int
+    steps_per_epoch: int | None = None
 
 
 class Method:

@@ -18,6 +18,8 @@ class Task:
     train_loader: Any
     eval_loaders: dict[str, Any]
     criterion_extras: dict[str, Any]
+    selection: tuple[str, str] | None = None
+    """(evaluation loader, predictor) whose headline metric selects the best checkpoint; None = final model."""
 
     def build_f(self) -> nn.Module:
         raise NotImplementedError
@@ -32,3 +34,7 @@ class Task:
     def metric(self, loader_name: str, cells: CellAccuracy) -> float:
         """The headline number of one evaluation loader (plain accuracy unless the task defines otherwise)."""
         return cells.accuracy()
+
+    def extra_metrics(self, loader_name: str, cells: CellAccuracy) -> dict[str, float]:
+        """More named metrics of one evaluation loader (e.g. bias-aligned / bias-conflicting accuracy)."""
+        return {}
