@@ -24,6 +24,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "deterministic": False,
     "device": None,
     "amp": "none",
+    "channels_last": False,
+    "compile": False,
     "save_dir": "./checkpoints",
     "run_name": None,
     "resume": None,

@@ -17,6 +17,7 @@ Flags (defaults as in the original code):
   --swap_inner_sigma False        (original quirk: inner HSIC kernel radii swapped; matters with median sigma)
 Run control:
   --seed 0  --deterministic False  --device cuda|cpu (default: cuda if available)  --amp none|bf16
+  --channels_last False  --compile False (torch.compile the networks)
   --save_dir ./checkpoints  --run_name NAME (default: biased_mnist_<method>_rho<rho>_seed<seed>)
   --resume [auto|PATH]  --tensorboard  --wandb  --wandb_project debias  --progress True
   --limit_train_batches N  --limit_eval_batches N  (per epoch; an int, or a fraction in (0, 1])

@@ -22,7 +22,7 @@ from evaluator import CellAccuracy, evaluate
 from methods.base import Method, Phase
 from tasks.base import Task
 from utils.config import resolve_limit
-from utils.distributed import any_process, is_distributed, is_main_process, world_size
+from utils.distributed import any_process, is_distributed, is_main_process, memory_format_for, world_size
 from utils.io import atomic_torch_save, atomic_write_json, load_checkpoint
 from utils.run_logger import RunLogger
 from utils.seed import rng_states, set_rng_states
@@ -174,6 +174,8 @@ class Trainer:
         for step in range(first, n_steps):
             fetch_start = time.perf_counter()
             batch = next(batches)
+            if self.config.channels_last:
+                batch = batch._replace(x=batch.x.contiguous(memory_format=memory_format_for(batch.x.dim())))
             data_seconds += time.perf_counter() - fetch_start
             logs = self.method.training_step(batch, phase)
             for key, value in logs.items():

@@ -99,13 +99,11 @@ def main(root: str = "../shared/data", device: str | None = None, batch_size: in
     base_seconds = None
     for name, overrides, original in variants:
         config = build_config(DEFAULTS, {"root": root, "batch_size": batch_size, "seed": 0, "device": device,
-                                         "train_correlation": train_correlation, **overrides})
+                                         "train_correlation": train_correlation, "channels_last": channels_last,
+                                         **overrides})
         seed_everything(0)
         task = BiasedMNISTTask(config, torch_device)
         method = ReBias(config, task, torch_device, autocast)
-        if channels_last:
-            for net in method.networks.values():
-                net.to(memory_format=torch.channels_last)
         seconds, data_share = measure(method, task, steps, warmup, torch_device, original, channels_last)
         base_seconds = base_seconds or seconds
         flops = 3 * batch_size * (conv_forward_flops(method.f_net) + conv_forward_flops(method.g_nets[0]))

@@ -32,7 +32,7 @@ from methods.base import Method, Phase
 from optims import build_optimizer, build_scheduler
 from tasks.base import Task
 from utils.config import resolve_limit
-from utils.distributed import all_reduce_sum, distribute, unwrap, world_size
+from utils.distributed import all_reduce_sum, prepare_network, unwrap, world_size
 
 
 def rebias_method_name(config: Munch) -> str:
@@ -52,8 +52,9 @@ class ReBias(Method):
         self.config = config
         self.name = rebias_method_name(config)
         self.autocast = autocast
-        self.f_net = distribute(task.build_f().to(device), device)
-        self.g_nets = [distribute(task.build_g().to(device), device) for _ in range(config.n_g_nets)]
+        self.f_net = prepare_network(task.build_f(), device, config.channels_last, config.compile)
+        self.g_nets = [prepare_network(task.build_g(), device, config.channels_last, config.compile)
+                       for _ in range(config.n_g_nets)]
         self.networks = {"f": self.f_net, **{f"g_{i}": g for i, g in enumerate(self.g_nets)}}
 
         sigma_x, sigma_y = self._fixed_sigmas()

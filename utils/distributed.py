@@ -44,16 +44,30 @@ def init_distributed(device: torch.device) -> torch.device:
     return device
 
 
-def distribute(network: nn.Module, device: torch.device) -> nn.Module:
-    """Wrap ``network`` in DistributedDataParallel when running under torchrun, else return it unchanged."""
-    if not is_distributed():
-        return network
-    device_ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+def memory_format_for(ndim: int) -> torch.memory_format:
+    """channels_last for images (N, C, H, W), channels_last_3d for clips (N, C, T, H, W)."""
+    return torch.channels_last_3d if ndim == 5 else torch.channels_last
+
+
+def prepare_network(network: nn.Module, device: torch.device, channels_last: bool = False,
+                    compile_network: bool = False) -> nn.Module:
+    """Move ``network`` to ``device`` (optionally in channels_last memory format), wrap it in
+    DistributedDataParallel under torchrun, and optionally ``torch.compile`` it."""
+    network = network.to(device)
+    if channels_last:
+        ndim = 5 if any(isinstance(m, nn.Conv3d) for m in network.modules()) else 4
+        network = network.to(memory_format=memory_format_for(ndim))
+    if is_distributed():
+        device_ids = [device.index] if device.type == "cuda" else None
+        network = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+    if compile_network:
+        network = torch.compile(network)
+    return network
 
 
 def unwrap(network: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel wrapper (state dicts are saved without the 'module.' prefix)."""
+    """The plain module inside torch.compile and DistributedDataParallel wrappers (state dicts are saved from it)."""
+    network = getattr(network, "_orig_mod", network)
     return network.module if isinstance(network, nn.parallel.DistributedDataParallel) else network
 
 
