@@ -1,0 +1,145 @@
+"""LfF's dataset protocols (spec §3.3-3.6): bias-label assignment, Colored MNIST and Corrupted CIFAR-10 "type0".
+
+Bias labels (``make_attr_labels``): deterministic. With aligned ratio ``a`` (``1 - pct/100`` for train and valid,
+0.1 for the unbiased test split), class c's row is ``R_c[j] = a`` if ``j == c`` else ``(1 - a) / (C - 1)``; the
+milestones are ``m_c = round(n_c * cumsum(R_c))`` (numpy's half-to-even rounding) and the k-th sample of class c in
+dataset order gets bias ``min{j : m_c[j] > k}``, so bias labels form contiguous blocks and conflicting samples are
+spread evenly over the other C - 1 bias values.
+
+Colored MNIST: one colour per image, ``colour = clip(palette[bias] + N(0, 1)^3 * std, 0, 1)``, image =
+``colour * digit`` (foreground coloured, black background, anti-aliasing kept), truncated to uint8; ``std`` by LfF
+severity 1..5 is 0.05/0.02/0.01/0.005/0.002 (LfF's default severity 4: 0.005).
+
+Palettes: ``"hues"`` (the default) is the DisEnt figure's pure-hue palette (spec §3.3). DisEnt's released CMNIST,
+on which all DisEnt numbers (Table 1) were measured, uses these colours, not LfF's; since this module serves the
+DisEnt reproduction and the hues need no external file, they are the default. ``"lff"`` is LfF's ``colors.th``
+(a 10x3x1x1 float tensor) read from a caller-given path, for reproducing LfF's own Colored MNIST.
+
+Corrupted CIFAR-10 type0: class-ordered corruption list (bias id = index in :data:`TYPE0_CORRUPTIONS`), applied
+with LfF's ``severity + 1`` mapping to the CIFAR-10-C level (LfF's default severity 4 -> level 5).
+
+All randomness comes from an explicit :class:`numpy.random.Generator`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from datasets.corruptions import CORRUPTIONS
+from datasets.mnist_io import DataNotFoundError
+
+NUM_CLASSES = 10
+PERCENTS = (0.5, 1.0, 2.0, 5.0)
+TEST_ALIGNED_RATIO = 0.1
+DEFAULT_SEVERITY = 4
+COLOUR_NOISE_STD = (0.05, 0.02, 0.01, 0.005, 0.002)
+COLOURISE_CHUNK = 4096
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_COLORS_PATH = Path("..") / "shared" / "reference" / "data" / "lff_resource" / "colors.th"
+HUES_PALETTE = np.array(
+    [[255, 0, 0], [255, 128, 0], [255, 255, 0], [128, 255, 0], [0, 255, 0],
+     [0, 255, 255], [0, 0, 255], [128, 0, 255], [255, 0, 128], [255, 0, 255]],
+    dtype=np.uint8,
+)
+PALETTES = ("hues", "lff")
+DEFAULT_PALETTE = "hues"
+TYPE0_CORRUPTIONS = ("snow", "frost", "fog", "brightness", "contrast",
+                     "spatter", "elastic", "jpeg", "pixelate", "saturate")
+
+
+def percent_dirname(percent: float | str) -> str:
+    """DisEnt's folder name of a conflicting-sample percentage: 0.5 -> '0.5pct', 1 -> '1pct'."""
+    value = float(str(percent).removesuffix("pct"))
+    if value <= 0 or value >= 100:
+        raise ValueError(f"percent must lie in (0, 100), got {percent}")
+    return f"{value:g}pct"
+
+
+def aligned_ratio(percent: float | str) -> float:
+    """Fraction of bias-aligned samples for a conflicting percentage (LfF's ``1 - skewed_ratio``)."""
+    return 1.0 - float(percent_dirname(percent).removesuffix("pct")) / 100.0
+
+
+def make_attr_labels(targets: np.ndarray, aligned_ratio: float, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """LfF's deterministic bias labels (see the module docstring); ``targets`` in dataset order, returns int64."""
+    targets = np.asarray(targets, dtype=np.int64)
+    if not 0.0 <= aligned_ratio <= 1.0:
+        raise ValueError(f"aligned_ratio must lie in [0, 1], got {aligned_ratio}")
+    ratios = aligned_ratio * np.eye(num_classes) + (1 - aligned_ratio) / (num_classes - 1) * (1 - np.eye(num_classes))
+    counts = np.bincount(targets, minlength=num_classes)[:num_classes]
+    milestones = (counts[:, None] * np.cumsum(ratios, axis=1)).round()
+    bias = np.empty_like(targets)
+    for label in range(num_classes):
+        members = np.flatnonzero(targets == label)
+        bias[members] = np.searchsorted(milestones[label], np.arange(len(members)), side="right")
+    return np.minimum(bias, num_classes - 1)
+
+
+def load_lff_palette(path: str | os.PathLike | None = None) -> np.ndarray:
+    """LfF's ``colors.th`` as float32 (10, 3) in [0, 1]; ``path`` defaults to ``../shared/.../colors.th``."""
+    path = Path(path) if path is not None else REPO_ROOT / DEFAULT_COLORS_PATH
+    if not path.exists():
+        raise DataNotFoundError(f"LfF palette '{path}' not found: pass the path of LfF's data/resource/colors.th "
+                                f"(or use palette='hues')")
+    colours = torch.load(path, map_location="cpu", weights_only=True)
+    return colours.reshape(NUM_CLASSES, 3).numpy().astype(np.float32)
+
+
+def palette_colours(palette: str = DEFAULT_PALETTE, colors_path: str | os.PathLike | None = None) -> np.ndarray:
+    """Mean colour of every bias label, float32 (10, 3) in [0, 1]."""
+    if palette == "hues":
+        return HUES_PALETTE.astype(np.float32) / 255.0
+    if palette == "lff":
+        return load_lff_palette(colors_path)
+    raise ValueError(f"unknown palette '{palette}', expected one of {PALETTES}")
+
+
+def colourise_digits(digits: np.ndarray, bias: np.ndarray, colours: np.ndarray, severity: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """LfF colour protocol: uint8 (N, H, W) digits -> uint8 (N, H, W, 3) with a noisy per-image foreground colour."""
+    if not 1 <= severity <= len(COLOUR_NOISE_STD):
+        raise ValueError(f"severity must lie in 1..{len(COLOUR_NOISE_STD)}, got {severity}")
+    digits = np.asarray(digits)
+    if digits.dtype != np.uint8 or digits.ndim != 3:
+        raise ValueError(f"expected uint8 (N, H, W) digits, got {digits.dtype} {digits.shape}")
+    noise = rng.standard_normal((len(digits), 3)).astype(np.float32) * np.float32(COLOUR_NOISE_STD[severity - 1])
+    image_colours = np.clip(colours[np.asarray(bias)] + noise, 0.0, 1.0).astype(np.float32)
+    coloured = np.empty(digits.shape + (3,), dtype=np.uint8)
+    for start in range(0, len(digits), COLOURISE_CHUNK):
+        chunk = slice(start, start + COLOURISE_CHUNK)
+        coloured[chunk] = image_colours[chunk, None, None, :] * digits[chunk, ..., None].astype(np.float32)
+    return coloured
+
+
+def corruption_level(severity: int) -> int:
+    """LfF severity 1..4 -> CIFAR-10-C level 2..5 (``protocol[name](img, severity + 1)``)."""
+    if not 1 <= severity <= 4:
+        raise ValueError(f"LfF severity must lie in 1..4, got {severity}")
+    return severity + 1
+
+
+def corrupt_one(image: np.ndarray, bias: int, level: int, rng: np.random.Generator,
+                frost_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """Apply the type0 corruption of bias id ``bias`` at CIFAR-10-C ``level`` to one uint8 HxWx3 image."""
+    name = TYPE0_CORRUPTIONS[int(bias)]
+    if name == "frost":
+        return CORRUPTIONS[name](image, level, rng, frost_dir=frost_dir)
+    return CORRUPTIONS[name](image, level, rng)
+
+
+def corrupt_type0(images: np.ndarray, bias: np.ndarray, severity: int, rng: np.random.Generator,
+                  frost_dir: str | os.PathLike | None = None, progress: bool = False) -> np.ndarray:
+    """Corrupted CIFAR-10 type0: image i gets corruption ``TYPE0_CORRUPTIONS[bias[i]]`` at LfF ``severity``.
+
+    Image i draws from its own child generator ``rng.spawn(N)[i]``, so results do not depend on processing order.
+    """
+    level = corruption_level(severity)
+    generators = rng.spawn(len(images))
+    out = np.empty_like(images)
+    for i in tqdm(range(len(images)), desc="corrupting", disable=not progress, leave=False):
+        out[i] = corrupt_one(images[i], bias[i], level, generators[i], frost_dir)
+    return out

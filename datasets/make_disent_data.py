@@ -1,0 +1,246 @@
+"""Generate DisEnt's Colored MNIST and Corrupted CIFAR-10 (type0) folders with LfF's protocols (spec §3.1, §3.6).
+
+    python -m datasets.make_disent_data cmnist --mnist_root ROOT --out OUT [--percents 0.5,1,2,5] [--seed 0]
+        [--palette hues|lff] [--colors_path PATH] [--severity 4] [--n_valid 5000] [--limit N]
+    python -m datasets.make_disent_data cifar10c --cifar_root ROOT --frost_dir DIR --out OUT [same options]
+
+Layout written under ``OUT`` (``OUT`` is DisEnt's ``--data_dir``)::
+
+    OUT/<name>/<pct>/align/<target>/<idx>_<target>_<bias>.png      train, bias-aligned
+    OUT/<name>/<pct>/conflict/<target>/<idx>_<target>_<bias>.png   train, bias-conflicting
+    OUT/<name>/<pct>/valid/<idx>_<target>_<bias>.png               cmnist (flat); cifar10c: valid/<target>/...
+    OUT/<name>/<pct>/manifest.json
+    OUT/<name>/test/<target>/<idx>_<target>_<bias>.png             unbiased test, shared by all ratios
+    OUT/<name>/test/manifest.json
+
+``idx`` is the image's index in the source split (torchvision order). The source train split is cut once per seed
+into train and ``n_valid`` valid images (a seeded uniform draw, identical for every ratio); bias labels are then
+assigned with LfF's deterministic protocol separately in the train and valid parts (aligned ratio ``1 - pct/100``,
+so valid has the training ratio, as DisEnt's authors describe) and in the source test split (aligned ratio 0.1).
+Colour noise and corruptions draw from generators seeded by ``(seed, split, ratio)``, so the same seed gives
+byte-identical files. Each manifest records counts and a sha256 per split, the seed and the generator version.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import fire
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from datasets.lff_protocols import (COLOUR_NOISE_STD, DEFAULT_PALETTE, DEFAULT_SEVERITY, NUM_CLASSES, PERCENTS,
+                                    TEST_ALIGNED_RATIO, TYPE0_CORRUPTIONS, aligned_ratio, colourise_digits,
+                                    corrupt_type0, corruption_level, make_attr_labels, palette_colours,
+                                    percent_dirname)
+from datasets.mnist_io import DataNotFoundError, load_mnist
+
+GENERATOR_VERSION = "disent-data/1"
+CIFAR_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_TEST_BATCH = "test_batch"
+STREAM_VALID_SPLIT, STREAM_TRAIN, STREAM_VALID, STREAM_TEST = range(4)
+
+Renderer = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
+
+
+def parse_percents(percents: float | str | Iterable[float | str]) -> list[float]:
+    """``'0.5,1,2,5'``, ``(0.5, 1, 2, 5)`` (fire's parse of that string) or a single number -> list of floats."""
+    if isinstance(percents, str):
+        items: Iterable[float | str] = [p for p in percents.split(",") if p.strip()]
+    elif isinstance(percents, Iterable):
+        items = percents
+    else:
+        items = [percents]
+    values = [float(str(p).strip().removesuffix("pct")) for p in items]
+    for value in values:
+        percent_dirname(value)
+    return values
+
+
+def _ratio_code(percent: float) -> int:
+    return int(round(percent * 100))
+
+
+def split_train_valid(num_samples: int, n_valid: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted source indices of the train part and of the ``n_valid`` randomly drawn valid images."""
+    if not 0 <= n_valid < num_samples:
+        raise ValueError(f"n_valid must lie in [0, {num_samples}), got {n_valid}")
+    valid = np.sort(rng.choice(num_samples, size=n_valid, replace=False))
+    train = np.setdiff1d(np.arange(num_samples), valid)
+    return train, valid
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Deterministic PNG encoding of a uint8 HxWx3 image."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def _prepare_directory(directory: Path, owned: Iterable[str]) -> None:
+    """Remove a previous generation's split folders; refuse to touch a non-empty folder we did not write."""
+    if directory.exists() and any(directory.iterdir()):
+        if not (directory / "manifest.json").exists():
+            raise FileExistsError(f"'{directory}' exists, is not empty and has no manifest.json from this generator; "
+                                  f"remove it or choose another --out")
+        for name in owned:
+            path = directory / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def write_images(directory: Path, images: np.ndarray, targets: np.ndarray, biases: np.ndarray,
+                 source_indices: np.ndarray, nested: bool, description: str) -> dict[str, Any]:
+    """Write ``<idx>_<target>_<bias>.png`` files (under ``<target>/`` when ``nested``); return counts and sha256.
+
+    The split checksum is the sha256 of the sorted lines ``<relative path> <sha256 of file>``.
+    """
+    lines = []
+    for image, target, bias, index in tqdm(zip(images, targets, biases, source_indices), total=len(images),
+                                           desc=description, unit="img", leave=False):
+        name = f"{int(index)}_{int(target)}_{int(bias)}.png"
+        relative = f"{int(target)}/{name}" if nested else name
+        path = directory / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = encode_png(image)
+        path.write_bytes(data)
+        lines.append(f"{relative} {hashlib.sha256(data).hexdigest()}\n")
+    digest = hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()
+    targets = np.asarray(targets, dtype=np.int64)
+    biases = np.asarray(biases, dtype=np.int64)
+    return {
+        "count": int(len(images)),
+        "aligned": int((targets == biases).sum()),
+        "conflicting": int((targets != biases).sum()),
+        "per_target": np.bincount(targets, minlength=NUM_CLASSES).tolist(),
+        "sha256": digest,
+    }
+
+
+def _write_manifest(directory: Path, content: dict[str, Any]) -> None:
+    (directory / "manifest.json").write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+
+
+def generate(name: str, train_images: np.ndarray, train_targets: np.ndarray, test_images: np.ndarray,
+             test_targets: np.ndarray, render: Renderer, out: str | os.PathLike, percents: list[float], seed: int,
+             n_valid: int, nested_valid: bool, settings: dict[str, Any]) -> Path:
+    """Write the shared unbiased test split and one folder per ratio for dataset ``name``; return ``OUT/name``."""
+    root = Path(out) / name
+    common = {"generator": GENERATOR_VERSION, "dataset": name, "seed": seed, "settings": settings,
+              "source_sizes": {"train": int(len(train_targets)), "test": int(len(test_targets))}}
+
+    test_dir = root / "test"
+    _prepare_directory(test_dir, [*map(str, range(NUM_CLASSES)), "manifest.json"])
+    test_bias = make_attr_labels(test_targets, TEST_ALIGNED_RATIO)
+    test_rendered = render(test_images, test_bias, np.random.default_rng([seed, STREAM_TEST]))
+    test_stats = write_images(test_dir, test_rendered, test_targets, test_bias, np.arange(len(test_targets)),
+                              nested=True, description=f"{name} test")
+    _write_manifest(test_dir, {**common, "split_group": "test", "aligned_ratio": TEST_ALIGNED_RATIO,
+                               "splits": {"test": test_stats}})
+
+    train_part, valid_part = split_train_valid(len(train_targets), n_valid,
+                                               np.random.default_rng([seed, STREAM_VALID_SPLIT]))
+    for percent in percents:
+        group = percent_dirname(percent)
+        ratio = aligned_ratio(percent)
+        group_dir = root / group
+        _prepare_directory(group_dir, ["align", "conflict", "valid", "manifest.json"])
+        splits: dict[str, Any] = {}
+        for part, stream in ((train_part, STREAM_TRAIN), (valid_part, STREAM_VALID)):
+            targets = train_targets[part]
+            bias = make_attr_labels(targets, ratio)
+            rendered = render(train_images[part], bias, np.random.default_rng([seed, stream, _ratio_code(percent)]))
+            if stream == STREAM_VALID:
+                splits["valid"] = write_images(group_dir / "valid", rendered, targets, bias, part,
+                                               nested=nested_valid, description=f"{name} {group} valid")
+                continue
+            for split, keep in (("align", targets == bias), ("conflict", targets != bias)):
+                splits[split] = write_images(group_dir / split, rendered[keep], targets[keep], bias[keep],
+                                             part[keep], nested=True, description=f"{name} {group} {split}")
+        _write_manifest(group_dir, {**common, "split_group": group, "percent": percent, "aligned_ratio": ratio,
+                                    "splits": splits})
+    return root
+
+
+def _limited(images: np.ndarray, targets: np.ndarray, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    return (images, targets) if limit is None else (images[:limit], targets[:limit])
+
+
+def cmnist(mnist_root: str, out: str, percents: Any = PERCENTS, seed: int = 0, palette: str = DEFAULT_PALETTE,
+           colors_path: str | None = None, severity: int = DEFAULT_SEVERITY, n_valid: int = 5000,
+           limit: int | None = None, download: bool = False) -> str:
+    """Colored MNIST (LfF colour protocol, ``palette`` 'hues' or 'lff') in DisEnt's layout under ``out/cmnist``.
+
+    ``limit`` keeps only the first ``limit`` images of each MNIST split (for quick tests).
+    """
+    colours = palette_colours(palette, colors_path)
+    train_x, train_y = load_mnist(mnist_root, train=True, download=download)
+    test_x, test_y = load_mnist(mnist_root, train=False, download=download)
+    train_x, train_y = _limited(train_x.numpy(), train_y.numpy(), limit)
+    test_x, test_y = _limited(test_x.numpy(), test_y.numpy(), limit)
+
+    def render(digits: np.ndarray, bias: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return colourise_digits(digits, bias, colours, severity, rng)
+
+    settings = {"palette": palette, "colours": np.round(colours.astype(np.float64), 6).tolist(), "severity": severity,
+                "colour_noise_std": COLOUR_NOISE_STD[severity - 1], "n_valid": n_valid, "limit": limit}
+    root = generate("cmnist", train_x, train_y, test_x, test_y, render, out, parse_percents(percents), seed,
+                    n_valid, nested_valid=False, settings=settings)
+    return str(root)
+
+
+def load_cifar10(cifar_root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CIFAR-10 from the python pickle batches: ``(train uint8 (50000,32,32,3), labels, test images, labels)``."""
+    root = Path(cifar_root)
+    batch_dir = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
+    missing = [n for n in (*CIFAR_BATCHES, CIFAR_TEST_BATCH) if not (batch_dir / n).exists()]
+    if missing:
+        raise DataNotFoundError(f"CIFAR-10 not found: put the python batches (data_batch_1..5, test_batch) in "
+                                f"'{root / 'cifar-10-batches-py'}' (missing: {', '.join(missing)})")
+
+    def read(names: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = [], []
+        for batch_name in names:
+            with open(batch_dir / batch_name, "rb") as handle:
+                batch = pickle.load(handle, encoding="bytes")
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
+
+    train_x, train_y = read(CIFAR_BATCHES)
+    test_x, test_y = read([CIFAR_TEST_BATCH])
+    return train_x, train_y, test_x, test_y
+
+
+def cifar10c(cifar_root: str, out: str, frost_dir: str | None = None, percents: Any = PERCENTS, seed: int = 0,
+             severity: int = DEFAULT_SEVERITY, n_valid: int = 5000, limit: int | None = None) -> str:
+    """Corrupted CIFAR-10 type0 (LfF severity ``severity`` = CIFAR-10-C level ``severity + 1``) under
+    ``out/cifar10c``; ``frost_dir`` holds frost1.png .. frost5.jpg."""
+    level = corruption_level(severity)
+    train_x, train_y, test_x, test_y = load_cifar10(cifar_root)
+    train_x, train_y = _limited(train_x, train_y, limit)
+    test_x, test_y = _limited(test_x, test_y, limit)
+
+    def render(images: np.ndarray, bias: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return corrupt_type0(images, bias, severity, rng, frost_dir=frost_dir, progress=True)
+
+    settings = {"corruptions": list(TYPE0_CORRUPTIONS), "severity": severity, "cifar10c_level": level,
+                "n_valid": n_valid, "limit": limit}
+    root = generate("cifar10c", train_x, train_y, test_x, test_y, render, out, parse_percents(percents), seed,
+                    n_valid, nested_valid=True, settings=settings)
+    return str(root)
+
+
+if __name__ == "__main__":
+    fire.Fire({"cmnist": cmnist, "cifar10c": cifar10c})
