@@ -3,6 +3,10 @@
 * accuracy (the paper's "biased"/"unbiased" numbers on Biased MNIST): correct / total over the whole set;
 * per-cell accuracy: a (num_classes x num_biases) matrix, e.g. the 10x10 (digit, colour) accuracy of Biased MNIST;
 * cell-mean accuracy: the unweighted mean over cells holding at least ``min_count`` samples.
+
+A bias of shape (N, K) (K bias labellings of the same samples, e.g. the three texture clusterings of 9-class
+ImageNet) gives K stacked (target, bias) tables; the cell-mean accuracy is then the mean of the K tables' cell means
+(ReBias spec §9).
 """
 from __future__ import annotations
 
@@ -19,23 +23,37 @@ from utils.distributed import all_reduce_sum, is_distributed
 
 @dataclass
 class CellAccuracy:
-    """Correct and total counts per (target, bias) cell."""
+    """Correct and total counts per (target, bias) cell: shape (classes, biases), or (tables, classes, biases) for
+    biases given as (N, tables) columns."""
 
     correct: Tensor
     total: Tensor
 
     @classmethod
-    def zeros(cls, num_classes: int, num_biases: int) -> "CellAccuracy":
-        shape = (num_classes, num_biases)
+    def zeros(cls, num_classes: int, num_biases: int, num_tables: int | None = None) -> "CellAccuracy":
+        shape = (num_classes, num_biases) if num_tables is None else (num_tables, num_classes, num_biases)
         return cls(torch.zeros(shape, dtype=torch.long), torch.zeros(shape, dtype=torch.long))
 
+    @property
+    def stacked(self) -> bool:
+        """Whether this holds one table per bias labelling (biases of shape (N, K))."""
+        return self.total.dim() == 3
+
     def update(self, predictions: Tensor, targets: Tensor, biases: Tensor) -> None:
-        num_biases = self.total.shape[1]
-        cells = (targets * num_biases + biases).long()
+        num_classes, num_biases = self.total.shape[-2:]
+        columns = biases if self.stacked else biases.unsqueeze(1)
+        table_offsets = torch.arange(columns.shape[1], device=columns.device) * (num_classes * num_biases)
+        cells = (table_offsets + (targets * num_biases).unsqueeze(1) + columns).long().flatten()
         size = self.total.numel()
-        hits = (predictions == targets).long()
+        hits = (predictions == targets).long().unsqueeze(1).expand_as(columns).flatten()
         self.total += torch.bincount(cells, minlength=size).view_as(self.total).cpu()
         self.correct += torch.bincount(cells, weights=hits, minlength=size).long().view_as(self.correct).cpu()
+
+    def tables(self) -> list["CellAccuracy"]:
+        """One (classes x biases) table per bias labelling (a single one for 1-D biases)."""
+        if not self.stacked:
+            return [self]
+        return [CellAccuracy(correct, total) for correct, total in zip(self.correct, self.total)]
 
     def all_reduce(self, device: torch.device) -> None:
         """Sum the counts over all processes (a no-op in a single process)."""
@@ -45,16 +63,23 @@ class CellAccuracy:
 
     def accuracy(self) -> float:
         """Top-1 accuracy in percent over all samples."""
-        total = int(self.total.sum())
-        return 100.0 * int(self.correct.sum()) / total if total else float("nan")
+        table = self.tables()[0]
+        total = int(table.total.sum())
+        return 100.0 * int(table.correct.sum()) / total if total else float("nan")
 
-    def per_cell(self) -> list[list[float | None]]:
-        """Accuracy in percent per (target, bias) cell; ``None`` for cells without samples."""
+    def per_cell(self) -> list:
+        """Accuracy in percent per (target, bias) cell; ``None`` for cells without samples. Stacked tables give one
+        such matrix per bias labelling."""
+        if self.stacked:
+            return [table.per_cell() for table in self.tables()]
         return [[100.0 * c / t if t else None for c, t in zip(row_c, row_t)]
                 for row_c, row_t in zip(self.correct.tolist(), self.total.tolist())]
 
     def cell_mean(self, min_count: int = 1) -> float:
-        """Unweighted mean of the per-cell accuracies (percent) over cells with at least ``min_count`` samples."""
+        """Unweighted mean of the per-cell accuracies (percent) over cells with at least ``min_count`` samples;
+        for stacked tables, the mean over the tables of that value (ReBias' ImageNet "unbiased" accuracy)."""
+        if self.stacked:
+            return float(sum(table.cell_mean(min_count) for table in self.tables()) / self.total.shape[0])
         mask = self.total >= min_count
         if not bool(mask.any()):
             return float("nan")
@@ -73,8 +98,9 @@ def evaluate(predictors: Mapping[str, nn.Module], loaders: Mapping[str, Iterable
              autocast: AbstractContextManager | None = None) -> dict[str, dict[str, CellAccuracy]]:
     """Run every predictor in eval mode over every loader; returns ``{loader: {predictor: CellAccuracy}}``.
 
-    Loaders yield ``(x, target, bias, ...)``; networks are put back into their previous train/eval mode. Under
-    torchrun each process evaluates its shard and the counts are summed over processes.
+    Loaders yield ``(x, target, bias, ...)``; a bias of shape (N, K) gives K stacked tables. Networks are put back
+    into their previous train/eval mode. Under torchrun each process evaluates its shard and the counts are summed
+    over processes.
     """
     modes = {name: net.training for name, net in predictors.items()}
     for net in predictors.values():
@@ -82,12 +108,16 @@ def evaluate(predictors: Mapping[str, nn.Module], loaders: Mapping[str, Iterable
     results: dict[str, dict[str, CellAccuracy]] = {}
     try:
         for loader_name, loader in loaders.items():
-            cells = {name: CellAccuracy.zeros(num_classes, num_biases) for name in predictors}
+            cells: dict[str, CellAccuracy] = {}
             for batch in islice(loader, limit_batches):
                 x, targets, biases = batch[0], batch[1], batch[2]
+                if not cells:
+                    num_tables = biases.shape[1] if biases.dim() == 2 else None
+                    cells = {name: CellAccuracy.zeros(num_classes, num_biases, num_tables) for name in predictors}
                 with autocast or nullcontext():
                     for name, net in predictors.items():
                         cells[name].update(logits_of(net, x).argmax(dim=1), targets, biases)
+            cells = cells or {name: CellAccuracy.zeros(num_classes, num_biases) for name in predictors}
             device = next(next(iter(predictors.values())).parameters()).device
             for cell in cells.values():
                 cell.all_reduce(device)

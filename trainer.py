@@ -51,6 +51,17 @@ def autocast_factory(device: torch.device, amp: str) -> Any:
     raise ValueError(f"--amp must be 'none' or 'bf16', got {amp!r}")
 
 
+def summarise(task: Task, cells: dict[str, dict[str, CellAccuracy]]) -> dict[str, dict[str, float]]:
+    """``{predictor: {metric: value}}``: each loader's headline metric (named after the loader) and its extras."""
+    summary: dict[str, dict[str, float]] = {}
+    for loader_name, per_predictor in cells.items():
+        for predictor, cell in per_predictor.items():
+            metrics = summary.setdefault(predictor, {})
+            metrics[loader_name] = task.metric(loader_name, cell)
+            metrics.update(task.extra_metrics(loader_name, cell))
+    return summary
+
+
 @dataclass
 class TrainerState:
     """Progress saved in every checkpoint: where training stands and what it has measured so far."""
@@ -222,19 +233,9 @@ class Trainer:
         return evaluate(self.method.predictors(), self.task.eval_loaders, self.task.num_classes,
                         self.task.num_biases, limit_batches=self.config.limit_eval_batches, autocast=self.autocast())
 
-    def _summarise(self, cells: dict[str, dict[str, CellAccuracy]]) -> dict[str, dict[str, float]]:
-        """``{predictor: {loader: headline metric}}``."""
-        summary: dict[str, dict[str, float]] = {}
-        for loader_name, per_predictor in cells.items():
-            for predictor, cell in per_predictor.items():
-                metrics = summary.setdefault(predictor, {})
-                metrics[loader_name] = self.task.metric(loader_name, cell)
-                metrics.update(self.task.extra_metrics(loader_name, cell))
-        return summary
-
     def _evaluate_and_log(self, phase: Phase, epoch: int) -> dict[str, Any]:
         cells = self._evaluate()
-        summary = self._summarise(cells)
+        summary = summarise(self.task, cells)
         record = {"phase": phase.name, "epoch": epoch + 1, "step": self.state.global_step, "metrics": summary,
                   "train": self._epoch_train_means, **self.method.learning_rates()}
         self.state.history.append(record)
@@ -259,7 +260,7 @@ class Trainer:
 
     def _final_evaluation(self) -> dict[str, Any]:
         cells = self._evaluate()
-        return {"cells": cells, "summary": self._summarise(cells)}
+        return {"cells": cells, "summary": summarise(self.task, cells)}
 
     # ----------------------------------------------------------------------------------------- results
     def _results(self, final: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from methods.base import Method, Phase
+from methods.disent import DisEnt, LfF, VanillaDisEnt
 from methods.rebias import ReBias
 
 METHODS: dict[str, type[Method]] = {
     "rebias": ReBias,
+    "vanilla_disent": VanillaDisEnt,
+    "lff": LfF,
+    "disent": DisEnt,
 }
 
 __all__ = ["METHODS", "Method", "Phase"]

@@ -5,8 +5,11 @@ from collections.abc import Callable
 
 from torch import nn
 
+from models.imagenet_models import BagNet18, ResNet18
 from models.mnist_models import SimpleConvNet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "SimpleConvNet": SimpleConvNet,
+    "ResNet18": ResNet18,
+    "BagNet18": BagNet18,
 }

@@ -63,7 +63,10 @@ class TableLayout:
     maps its values to row labels in table order. ``metrics`` maps keys of the ``metrics`` dicts to row-group
     labels. ``paper`` maps ``(metric, setting value or "avg", column)`` to the published number. ``plot_metrics``
     are plotted against the setting; ``cell_metrics`` are the ``per_cell_accuracy`` keys drawn as heatmaps, whose
-    (row, column) axes are named by ``cell_axes`` and whose matrices must have shape ``cell_shape``.
+    (row, column) axes are named by ``cell_axes`` and whose matrices must have shape ``cell_shape`` (other keys are
+    not read). ``optional_metrics`` may be absent from a run (their cells count the runs that have them).
+    ``methods_as_rows`` transposes the table (ReBias Table 2): one row per column (method) and setting, one group
+    of columns per metric, and no avg row.
     """
 
     title: str
@@ -78,6 +81,8 @@ class TableLayout:
     cell_axes: tuple[str, str] = ("class", "bias")
     cell_metrics: tuple[str, ...] = ()
     cell_shape: tuple[int, int] | None = None
+    optional_metrics: tuple[str, ...] = ()
+    methods_as_rows: bool = False
 
     def setting_label(self, value: float) -> str:
         """The row label of a setting value, e.g. ``.997``; values outside the layout print as ``%g``."""
@@ -133,6 +138,57 @@ TABLES: dict[str, TableLayout] = {
         cell_shape=(10, 10),
     ),
 }
+
+
+_DISENT_COLUMNS = ("Vanilla", "LfF", "DisEnt")
+
+
+def _disent_layout(title: str, percents: tuple[float, ...], paper: dict[float, tuple[float, ...]]) -> TableLayout:
+    """DisEnt Table 1 for one dataset: rows = ratio of bias-conflicting samples, columns = methods; the metric is
+    the unbiased test accuracy (BFFHQ: accuracy on bias-conflicting test images). The paper numbers are the spec's
+    recollections, marked unverified there."""
+    return TableLayout(
+        title=f"{title} (DisEnt Table 1; paper numbers UNVERIFIED), accuracy %",
+        setting_key="percent",
+        setting_symbol="conflicting %",
+        setting_name="percent",
+        settings={value: f"{value:g}" for value in percents},
+        metrics={"test": "Unbiased"},
+        columns=tuple(Column(name, name) for name in _DISENT_COLUMNS),
+        paper=_paper_grid("test", _DISENT_COLUMNS, paper),
+        plot_metrics=("test",),
+    )
+
+
+TABLES.update({
+    "disent_cmnist": _disent_layout("Colored MNIST", (0.5, 1.0, 2.0, 5.0), {
+        0.5: (35.19, 52.50, 65.22), 1.0: (52.09, 61.89, 81.30), 2.0: (65.86, 71.03, 84.79),
+        5.0: (82.17, 84.79, 89.66)}),
+    "disent_cifar10c": _disent_layout("Corrupted CIFAR-10", (0.5, 1.0, 2.0, 5.0), {
+        0.5: (23.08, 28.57, 29.95), 1.0: (25.82, 33.07, 36.49), 2.0: (30.06, 39.91, 41.78),
+        5.0: (39.42, 50.27, 51.13)}),
+    "disent_bffhq": _disent_layout("BFFHQ", (0.5,), {0.5: (56.87, 62.20, 63.87)}),
+})
+
+
+_TABLE2_METRICS = ("biased", "unbiased", "imagenet-a")
+
+TABLES["imagenet"] = TableLayout(
+    title="9-class ImageNet (ReBias Table 2), accuracy %",
+    setting_key="image_size",
+    setting_symbol="image size",
+    setting_name="image_size",
+    settings={224: "224"},
+    metrics={"biased": "Biased", "unbiased": "Unbiased", "imagenet-a": "ImageNet-A"},
+    columns=(Column("Vanilla", "Vanilla"), Column("Biased", "Vanilla", network=0),
+             Column("LearnedMixin", "LearnedMixin"), Column("RUBi", "RUBi"), Column("ReBias", "ReBias")),
+    paper={(metric, 224, column): value for column, values in {
+        "Vanilla": (90.8, 88.8, 24.9), "Biased": (67.7, 65.9, 19.5), "LearnedMixin": (67.9, 65.9, 18.8),
+        "RUBi": (90.5, 88.6, 27.7), "ReBias": (91.9, 90.5, 29.6)}.items()
+        for metric, value in zip(_TABLE2_METRICS, values)},
+    optional_metrics=("imagenet-a",),
+    methods_as_rows=True,
+)
 
 
 @dataclass(frozen=True)
@@ -198,11 +254,14 @@ def _check_accuracies(path: Path, where: str, accuracies: Any, required: tuple[s
     return {key: float(value) for key, value in accuracies.items()}
 
 
-def _check_per_cell(path: Path, per_cell: Any, shape: tuple[int, int] | None) -> dict[str, np.ndarray]:
+def _check_per_cell(path: Path, per_cell: Any, shape: tuple[int, int] | None, keys: tuple[str, ...]
+                    ) -> dict[str, np.ndarray]:
     if not isinstance(per_cell, dict):
         raise ReportError(f"{path}: 'per_cell_accuracy' must be an object, got {type(per_cell).__name__}")
     matrices = {}
     for key, rows in per_cell.items():
+        if key not in keys:
+            continue
         if (not isinstance(rows, list) or not rows or not all(isinstance(row, list) for row in rows)
                 or len({len(row) for row in rows}) != 1):
             raise ReportError(f"{path}: 'per_cell_accuracy.{key}' must be a non-empty rectangular list of lists")
@@ -251,7 +310,7 @@ def parse_results(path: str | Path) -> Run:
     setting = data[layout.setting_key]
     if not _is_number(setting):
         raise ReportError(f"{path}: '{layout.setting_key}' must be a number, got {setting!r}")
-    required = tuple(layout.metrics)
+    required = tuple(metric for metric in layout.metrics if metric not in layout.optional_metrics)
     metrics = _check_accuracies(path, "metrics", data["metrics"], required)
     needed_g = [column.network for column in layout.columns if column.method == method and column.network is not None]
     g_metrics: tuple[dict[str, float], ...] = ()
@@ -265,7 +324,7 @@ def parse_results(path: str | Path) -> Run:
         g_metrics = tuple(_check_accuracies(path, f"g_metrics[{index}]", entry, required)
                           for index, entry in enumerate(raw_g))
     per_cell = data.get("per_cell_accuracy")
-    per_cell = {} if per_cell is None else _check_per_cell(path, per_cell, layout.cell_shape)
+    per_cell = {} if per_cell is None else _check_per_cell(path, per_cell, layout.cell_shape, layout.cell_metrics)
     return Run(path=path, task=task, method=method, setting=round(float(setting), 6), seed=seed, metrics=metrics,
                g_metrics=g_metrics, per_cell=per_cell)
 
@@ -329,8 +388,9 @@ def aggregate(task: str, runs: list[Run]) -> list[Cell]:
     values = {(metric, column.name): _values_by_setting(runs, column, metric)
               for metric in layout.metrics for column in layout.columns}
     cells = []
+    average = [] if layout.methods_as_rows else [AVERAGE]
     for metric in layout.metrics:
-        for setting in [*layout_settings, *extra, AVERAGE]:
+        for setting in [*layout_settings, *extra, *average]:
             for column in layout.columns:
                 by_setting = values[(metric, column.name)]
                 if setting == AVERAGE:
@@ -356,9 +416,32 @@ def _format_optional(value: float | None, signed: bool = False) -> str:
     return f"{value:+.1f}" if signed else f"{value:.1f}"
 
 
+def _render_methods_as_rows(layout: TableLayout, cells: list[Cell]) -> str:
+    """Markdown table with one row per (setting, column) and ``ours | paper | Δ`` per metric; settings outside the
+    layout are named in the row label."""
+    header = ["Model"]
+    for label in layout.metrics.values():
+        header += [label, f"{label} paper", f"{label} Δ"]
+    lines = [f"### {layout.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows: dict[tuple[float | str, str], list[str]] = {}
+    for cell in cells:
+        label = cell.column
+        if cell.setting not in layout.settings:
+            label += f" ({layout.setting_symbol}={layout.setting_label(cell.setting)})"
+        row = rows.setdefault((cell.setting, cell.column), [label])
+        row += [format_cell(cell), _format_optional(cell.paper), _format_optional(cell.diff, signed=True)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows.values()]
+    lines += ["", f"mean ± sample std over seeds (n = number of seeds; {MISSING} = not available). Paper numbers "
+              f"apply to {layout.setting_symbol} = {', '.join(layout.settings.values())}."]
+    return "\n".join(lines) + "\n"
+
+
 def render_markdown(task: str, cells: list[Cell]) -> str:
-    """Markdown table: one row per (metric, setting), for each column ``ours | paper | Δ`` (Δ = ours − paper)."""
+    """Markdown table: one row per (metric, setting), for each column ``ours | paper | Δ`` (Δ = ours − paper); a
+    ``methods_as_rows`` layout is transposed."""
     layout = TABLES[task]
+    if layout.methods_as_rows:
+        return _render_methods_as_rows(layout, cells)
     header = ["Setting"]
     for column in layout.columns:
         header += [column.name, f"{column.name} paper", f"{column.name} Δ"]

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from tasks.base import Task
 from tasks.biased_mnist import BiasedMNISTTask
+from tasks.disent import DisEntTask
+from tasks.imagenet import ImageNetTask
 
 TASKS: dict[str, type[Task]] = {
     "biased_mnist": BiasedMNISTTask,
+    "disent": DisEntTask,
+    "imagenet": ImageNetTask,
 }
 
 __all__ = ["TASKS", "Task"]

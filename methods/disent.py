@@ -1,0 +1,199 @@
+"""Bias-agnostic de-biasing of DisEnt's benchmarks: Vanilla, LfF (Nam et al., NeurIPS 2020) and DisEnt
+(Lee et al., NeurIPS 2021). All three are step-based: ``num_steps`` steps, evaluated every ``valid_freq`` steps.
+
+LfF: a biased network f_b trained with GCE and a de-biased f_d trained with per-sample weights
+    W(x) = L_b(x) / (L_b(x) + L_d(x))                                      (LfF Eq. 3)
+where L are the class-normalised EMAs of the per-sample CE losses; loss = GCE(f_b) + W * CE(f_d).
+
+DisEnt: intrinsic / bias encoders E_i, E_b with classifiers C_i, C_b on z = [z_i ; z_b] (Eq. 1-4):
+    L_dis  = W * CE(C_i([z_i ; sg z_b]), y) + lambda_dis * GCE(C_b([sg z_i ; z_b]), y)
+    L_swap = W * CE(C_i([z_i ; sg z_b~]), y) + lambda_swap_b * GCE(C_b([sg z_i ; z_b~]), y~)   (after curr_step)
+    L      = L_dis + lambda_swap * L_swap,  z_b~ = z_b[pi], y~ = y[pi] for a random permutation pi of the batch.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from munch import Munch
+from torch import Tensor, nn
+
+from criterions.gce import GeneralizedCELoss
+from criterions.loss_ema import PerSampleLossEMA, relative_difficulty
+from datasets.tensor_loader import Batch
+from methods.base import Method, Phase
+from models.disent_models import DisEntPredictor, branch_inputs, feature_swap
+from optims import build_optimizer
+from tasks.disent import DisEntTask
+from utils.distributed import prepare_network, unwrap
+from utils.seed import derived_seed
+
+
+class StepBasedMethod(Method):
+    """Shared plumbing: networks, one Adam per network, optional StepLR counted in steps, the step counter."""
+
+    decays_lr = False
+
+    def __init__(self, config: Munch, task: DisEntTask, device: torch.device, networks: dict[str, nn.Module]):
+        self.config = config
+        self.networks = {name: prepare_network(net, device, config.channels_last, config.compile)
+                         for name, net in networks.items()}
+        self.optimizers = {name: build_optimizer("Adam", net.parameters(), config.lr, config.weight_decay)
+                           for name, net in self.networks.items()}
+        self.schedulers = {name: torch.optim.lr_scheduler.StepLR(opt, config.lr_decay_step, config.lr_gamma)
+                           for name, opt in self.optimizers.items()}
+        self.step = 0
+
+    def phases(self) -> list[Phase]:
+        return [Phase("main", self.config.num_steps // self.config.valid_freq, self.config.valid_freq)]
+
+    def _apply(self, loss: Tensor) -> None:
+        """One backward pass, every optimiser steps; with ``--use_lr_decay`` the schedulers step from
+        ``curr_step`` on (DisEnt's schedule: the first decay lands at curr_step + lr_decay_step)."""
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+        if self.decays_lr and self.config.use_lr_decay and self.step >= self.config.curr_step:
+            for scheduler in self.schedulers.values():
+                scheduler.step()
+        self.step += 1
+
+    def learning_rates(self) -> dict[str, float]:
+        return {f"lr_{name}": s.get_last_lr()[0] for name, s in self.schedulers.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step,
+                "networks": {name: unwrap(net).state_dict() for name, net in self.networks.items()},
+                "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+                "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = state["step"]
+        for name, net in self.networks.items():
+            unwrap(net).load_state_dict(state["networks"][name])
+            self.optimizers[name].load_state_dict(state["optimizers"][name])
+            self.schedulers[name].load_state_dict(state["schedulers"][name])
+
+
+class VanillaDisEnt(StepBasedMethod):
+    """DisEnt's ``train_vanilla``: one network, mean CE, no learning-rate decay."""
+
+    name = "Vanilla"
+
+    def __init__(self, config: Munch, task: DisEntTask, device: torch.device, autocast: Any = None):
+        super().__init__(config, task, device, {"f": task.build_model(disentangle=False)})
+
+    def training_step(self, batch: Batch, phase: Phase) -> dict[str, Tensor]:
+        loss = F.cross_entropy(self.networks["f"](batch.x), batch.target)
+        self._apply(loss)
+        return {"loss": loss.detach()}
+
+    def predictors(self) -> dict[str, nn.Module]:
+        return {"f": unwrap(self.networks["f"])}
+
+
+class EMAMethod(StepBasedMethod):
+    """Adds the two per-sample loss EMAs (for the bias and the de-biased / intrinsic branch) to the state."""
+
+    def __init__(self, config: Munch, task: DisEntTask, device: torch.device, networks: dict[str, nn.Module]):
+        super().__init__(config, task, device, networks)
+        self.gce = GeneralizedCELoss(q=config.q)
+        self.ema_bias = PerSampleLossEMA(task.train_targets, task.num_classes, config.ema_alpha)
+        self.ema_debiased = PerSampleLossEMA(task.train_targets, task.num_classes, config.ema_alpha)
+
+    def _weights(self, loss_bias: Tensor, loss_debiased: Tensor, index: Tensor) -> Tensor:
+        """Update both EMAs with the detached per-sample losses and return W = L_b / (L_b + L_d + 1e-8)."""
+        self.ema_bias.update(loss_bias, index)
+        self.ema_debiased.update(loss_debiased, index)
+        return relative_difficulty(self.ema_bias.normalised(index), self.ema_debiased.normalised(index))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "ema_bias": self.ema_bias.state_dict(),
+                "ema_debiased": self.ema_debiased.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.ema_bias.load_state_dict(state["ema_bias"])
+        self.ema_debiased.load_state_dict(state["ema_debiased"])
+
+
+class LfF(EMAMethod):
+    """Learning from Failure: f_b trained with GCE, f_d with W-weighted CE (module docstring)."""
+
+    name = "LfF"
+    decays_lr = True
+
+    def __init__(self, config: Munch, task: DisEntTask, device: torch.device, autocast: Any = None):
+        super().__init__(config, task, device, {"f": task.build_model(disentangle=False),
+                                                "bias": task.build_model(disentangle=False)})
+
+    def training_step(self, batch: Batch, phase: Phase) -> dict[str, Tensor]:
+        logits_bias = self.networks["bias"](batch.x)
+        logits_debiased = self.networks["f"](batch.x)
+        ce_bias = F.cross_entropy(logits_bias, batch.target, reduction="none")
+        ce_debiased = F.cross_entropy(logits_debiased, batch.target, reduction="none")
+        weights = self._weights(ce_bias.detach(), ce_debiased.detach(), batch.index)
+        loss_bias = self.gce(logits_bias, batch.target).mean()
+        loss_debiased = (weights * ce_debiased).mean()
+        loss = loss_bias + loss_debiased
+        self._apply(loss)
+        return {"loss": loss.detach(), "loss_bias_gce": loss_bias.detach(), "loss_debiased": loss_debiased.detach(),
+                "weight_mean": weights.mean()}
+
+    def predictors(self) -> dict[str, nn.Module]:
+        return {"f": unwrap(self.networks["f"]), "bias": unwrap(self.networks["bias"])}
+
+
+class DisEntPredictorBias(nn.Module):
+    """C_b([E_i(x) ; E_b(x)]): the bias branch's prediction (for monitoring)."""
+
+    def __init__(self, intrinsic: nn.Module, bias: nn.Module):
+        super().__init__()
+        self.intrinsic, self.bias = intrinsic, bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bias.fc(torch.cat([self.intrinsic.extract(x), self.bias.extract(x)], dim=1))
+
+
+class DisEnt(EMAMethod):
+    """Learning Debiased Representation via Disentangled Feature Augmentation (module docstring)."""
+
+    name = "DisEnt"
+    decays_lr = True
+
+    def __init__(self, config: Munch, task: DisEntTask, device: torch.device, autocast: Any = None):
+        super().__init__(config, task, device, {"intrinsic": task.build_model(disentangle=True),
+                                                "bias": task.build_model(disentangle=True)})
+
+    def training_step(self, batch: Batch, phase: Phase) -> dict[str, Tensor]:
+        config, y = self.config, batch.target
+        intrinsic, bias = (unwrap(self.networks[name]) for name in ("intrinsic", "bias"))
+        z_intrinsic, z_bias = self.networks["intrinsic"](batch.x), self.networks["bias"](batch.x)
+        z_conflict, z_align = branch_inputs(z_intrinsic, z_bias)
+        logits_intrinsic, logits_bias = intrinsic.fc(z_conflict), bias.fc(z_align)
+        ce_intrinsic = F.cross_entropy(logits_intrinsic, y, reduction="none")
+        ce_bias = F.cross_entropy(logits_bias, y, reduction="none")
+        weights = self._weights(ce_bias.detach(), ce_intrinsic.detach(), batch.index)
+        loss_dis_conflict = (weights * ce_intrinsic).mean()
+        loss_dis_align = self.gce(logits_bias, y).mean()
+        loss = loss_dis_conflict + config.lambda_dis_align * loss_dis_align
+        logs = {"loss_dis_conflict": loss_dis_conflict.detach(), "loss_dis_align": loss_dis_align.detach()}
+        if self.step > config.curr_step:
+            generator = torch.Generator().manual_seed(derived_seed(config.seed, 11, self.step))
+            swapped = feature_swap(z_intrinsic, z_bias, y, generator=generator)
+            loss_swap_conflict = (weights * F.cross_entropy(intrinsic.fc(swapped.z_conflict), y,
+                                                            reduction="none")).mean()
+            loss_swap_align = self.gce(bias.fc(swapped.z_align), swapped.target_bias).mean()
+            loss_swap = loss_swap_conflict + config.lambda_swap_align * loss_swap_align
+            loss = loss + config.lambda_swap * loss_swap
+            logs.update(loss_swap_conflict=loss_swap_conflict.detach(), loss_swap_align=loss_swap_align.detach())
+        self._apply(loss)
+        logs["loss"] = loss.detach()
+        return logs
+
+    def predictors(self) -> dict[str, nn.Module]:
+        intrinsic, bias = unwrap(self.networks["intrinsic"]), unwrap(self.networks["bias"])
+        return {"f": DisEntPredictor(intrinsic, bias), "bias": DisEntPredictorBias(intrinsic, bias)}

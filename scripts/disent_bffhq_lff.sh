@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# DisEnt Table 1: bffhq, lff (see scripts/disent_sweep.sh for the environment variables).
+exec bash "$(dirname "$0")/disent_sweep.sh" bffhq lff
