@@ -36,6 +36,22 @@ class EpochSeededSampler(Sampler[int]):
         return iter(torch.randperm(self.size, generator=generator).tolist())
 
 
+class ShardSampler(Sampler[int]):
+    """Evaluation sampler under torchrun: process r of W takes items r, r+W, ... (no padding, no duplicates)."""
+
+    def __init__(self, size: int):
+        self.indices = list(range(rank(), size, world_size()))
+
+    def set_epoch(self, epoch: int) -> None:
+        del epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+
 def seed_worker(worker_id: int) -> None:
     """Seed NumPy and Python's ``random`` in a worker from torch's per-worker seed (itself from the loader's)."""
     import random
@@ -50,9 +66,11 @@ class DeviceLoader:
 
     def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool, device: torch.device, seed: int = 0,
                  num_workers: int = 4, drop_last: bool = False):
-        if world_size() > 1:
+        if world_size() > 1 and shuffle:
             self.sampler: Sampler[int] = DistributedSampler(dataset, num_replicas=world_size(), rank=rank(),
-                                                            shuffle=shuffle, seed=seed, drop_last=shuffle)
+                                                            shuffle=True, seed=seed, drop_last=True)
+        elif world_size() > 1:
+            self.sampler = ShardSampler(len(dataset))
         else:
             self.sampler = EpochSeededSampler(len(dataset), shuffle, seed)
         self.device = device

@@ -72,7 +72,11 @@ def resolve_limit(limit: int | float | None, length: int) -> int:
 
 
 def run_cli(entry: Callable[..., Any], user_errors: tuple[type[BaseException], ...] = ()) -> None:
-    """Run ``entry`` with python-fire; :class:`ConfigError` (and ``user_errors``) become ``error: ...`` + exit 2."""
+    """Run ``entry`` with python-fire; :class:`ConfigError` (and ``user_errors``) become ``error: ...`` + exit 2.
+    ``--help`` / ``-h`` print the entry script's docstring (its flag list)."""
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+        print((sys.modules["__main__"].__doc__ or entry.__doc__ or "").strip())
+        return
     try:
         fire.Fire(entry, serialize=lambda _: None)
     except (ConfigError, *user_errors) as error:
