@@ -54,7 +54,7 @@ def resolve_device(requested: str | None) -> torch.device:
 def validate_common(config: Munch) -> None:
     """Checks shared by every entry script."""
     require(config.amp in ("none", "bf16"), f"--amp must be 'none' or 'bf16', got {config.amp!r}")
-    require(isinstance(config.seed, int) and config.seed >= 0, f"--seed must be a non-negative integer")
+    require(isinstance(config.seed, int) and config.seed >= 0, "--seed must be a non-negative integer")
     for name in ("limit_train_batches", "limit_eval_batches"):
         value = config[name]
         require(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0),

@@ -89,7 +89,7 @@ def validate(config) -> None:
         require(config[flag] in CRITERIA, f"--{flag} must be one of {sorted(CRITERIA)}, got {config[flag]!r}")
     for flag in ("rbf_sigma_x", "rbf_sigma_y"):
         require(_is_sigma(config[flag]), f"--{flag} must be a positive number or 'median', got {config[flag]!r}")
-    require(config.hsic_alg in ("unbiased", "biased"), f"--hsic_alg must be 'unbiased' or 'biased'")
+    require(config.hsic_alg in ("unbiased", "biased"), "--hsic_alg must be 'unbiased' or 'biased'")
     require(config.feature_pos in ("pre", "post", "logits"), "--feature_pos must be 'pre', 'post' or 'logits'")
     for flag in ("batch_size", "n_g_nets", "lr_step_size"):
         require(config[flag] >= 1, f"--{flag} must be at least 1, got {config[flag]}")

@@ -7,7 +7,7 @@ import math
 import platform
 import signal
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from collections.abc import Iterator
