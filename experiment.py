@@ -7,8 +7,10 @@ from typing import Any
 import torch
 from munch import Munch
 
-from methods import METHODS
+from criterions import CRITERIA
 from datasets.mnist_io import DataNotFoundError
+from methods import METHODS
+from optims import OPTIMIZERS, SCHEDULERS
 from tasks import TASKS
 from trainer import NonFiniteLossError, Trainer, TrainingInterrupted, autocast_factory
 from utils.io import CheckpointError
@@ -63,6 +65,34 @@ def validate_common(config: Munch) -> None:
             "--val_epoch_step must be a positive integer")
     require(config.resume is None or isinstance(config.resume, (bool, str)),
             "--resume takes no value, 'auto', or a checkpoint path")
+
+
+REBIAS_UNTYPED_FLAGS = ("rbf_sigma_x", "rbf_sigma_y")
+"""Flags of the f/g trainer that take a number or a word ('median'), validated by :func:`validate_rebias`."""
+
+
+def _is_sigma(value: Any) -> bool:
+    return value == "median" or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0)
+
+
+def validate_rebias(config: Munch) -> None:
+    """Checks of the flags shared by every entry script of the f/g trainer (methods/rebias.py)."""
+    validate_common(config)
+    require(config.optim in OPTIMIZERS, f"--optim must be one of {sorted(OPTIMIZERS)}, got {config.optim!r}")
+    require(config.scheduler in SCHEDULERS, f"--scheduler must be one of {list(SCHEDULERS)}, got {config.scheduler!r}")
+    for flag in ("outer_criterion", "inner_criterion"):
+        require(config[flag] in CRITERIA, f"--{flag} must be one of {sorted(CRITERIA)}, got {config[flag]!r}")
+    for flag in ("rbf_sigma_x", "rbf_sigma_y"):
+        require(_is_sigma(config[flag]), f"--{flag} must be a positive number or 'median', got {config[flag]!r}")
+    require(config.hsic_alg in ("unbiased", "biased"), "--hsic_alg must be 'unbiased' or 'biased'")
+    require(config.feature_pos in ("pre", "post", "logits"), "--feature_pos must be 'pre', 'post' or 'logits'")
+    for flag in ("batch_size", "n_g_nets", "lr_step_size"):
+        require(config[flag] >= 1, f"--{flag} must be at least 1, got {config[flag]}")
+    require(config.hsic_alg != "unbiased" or config.batch_size >= 4, "--batch_size must be >= 4 for unbiased HSIC")
+    for flag in ("n_epochs", "n_f_pretrain_epochs", "n_g_pretrain_epochs", "n_g_update"):
+        require(config[flag] >= 0, f"--{flag} must be >= 0, got {config[flag]}")
+    require(0 < config.sigma_update_sampling_rate <= 1, "--sigma_update_sampling_rate must lie in (0, 1]")
+    require(config.lr > 0, f"--lr must be positive, got {config.lr}")
 
 
 def run_experiment(task_name: str, method_name: str, config: Munch) -> dict[str, Any] | None:
