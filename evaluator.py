@@ -86,10 +86,25 @@ class CellAccuracy:
         return float((100.0 * self.correct[mask] / self.total[mask]).mean())
 
 
+MULTI_CLIP_DIM = 6
+"""Inputs with this many dimensions, ``(N, clips, C, T, H, W)``, hold several clips per video."""
+
+
 def logits_of(network: nn.Module, x: Tensor) -> Tensor:
-    """The logits of a network whose forward returns either logits or ``(logits, features)``."""
+    """The logits of a network whose forward returns either logits or ``(logits, features)``; for a multi-clip
+    batch ``(N, clips, C, T, H, W)``, the per-video scores of :func:`multi_clip_scores`."""
+    if x.dim() == MULTI_CLIP_DIM:
+        return multi_clip_scores(network, x)
     output = network(x)
     return output[0] if isinstance(output, tuple) else output
+
+
+def multi_clip_scores(network: nn.Module, clips: Tensor) -> Tensor:
+    """Per-video scores of ``(N, clips, C, T, H, W)``: the log of the clips' summed softmax probabilities, whose
+    argmax is the video's prediction (ReBias spec §9, action recognition)."""
+    videos, num_clips = clips.shape[:2]
+    logits = logits_of(network, clips.flatten(0, 1))
+    return logits.float().softmax(dim=1).view(videos, num_clips, -1).sum(dim=1).log()
 
 
 @torch.no_grad()

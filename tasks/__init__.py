@@ -1,12 +1,14 @@
 """Task registry: ``TASKS[name](config, device)`` builds the data and network builders of one experiment."""
 from __future__ import annotations
 
+from tasks.action import ActionTask
 from tasks.base import Task
 from tasks.biased_mnist import BiasedMNISTTask
 from tasks.disent import DisEntTask
 from tasks.imagenet import ImageNetTask
 
 TASKS: dict[str, type[Task]] = {
+    "action": ActionTask,
     "biased_mnist": BiasedMNISTTask,
     "disent": DisEntTask,
     "imagenet": ImageNetTask,

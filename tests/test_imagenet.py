@@ -69,7 +69,7 @@ def imagenet(tmp_path_factory) -> Munch:
 def task_config(imagenet: Munch, **overrides) -> Munch:
     flags = {**SMALL, "train_root": str(imagenet.train), "val_root": str(imagenet.val),
              "cluster_csv": str(imagenet.csv), **overrides}
-    return main_imagenet.build_config(main_imagenet.DEFAULTS, flags, untyped=main_imagenet.UNTYPED_FLAGS)
+    return main_imagenet.build_config(main_imagenet.DEFAULTS, flags, untyped=main_imagenet.REBIAS_UNTYPED_FLAGS)
 
 
 # ------------------------------------------------------------------------------------------------------ data
