@@ -112,3 +112,12 @@ def run_experiment(task_name: str, method_name: str, config: Munch) -> dict[str,
     finally:
         shutdown()
     return results if main_process else None
+
+
+def print_rebias_results(results: dict[str, Any], headline: str, config: Munch) -> None:
+    """The end-of-run summary of the f/g trainer's entry scripts: f's and every g's metrics, where results are."""
+    metrics = "  ".join(f"{k}={v:.2f}" for k, v in results["metrics"].items())
+    print(f"{headline}: f {metrics}")
+    for i, g_metrics in enumerate(results["g_metrics"]):
+        print(f"  g_{i}: " + "  ".join(f"{k}={v:.2f}" for k, v in g_metrics.items()))
+    print(f"results: {config.save_dir}/{config.run_name}/results.json")

@@ -44,7 +44,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiment import COMMON_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, run_experiment, validate_rebias
+from experiment import (COMMON_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, print_rebias_results, run_experiment,
+                        validate_rebias)
 from methods.rebias import rebias_method_name
 from models.action_models.resnet3d import STAGE_BLOCKS
 from tasks.action import KINETICS_VAL_PROTOCOLS
@@ -154,14 +155,10 @@ def main(**flags: Any) -> None:
     results = run_experiment("action", "rebias", config)
     if results is None:
         return
-    metrics = "  ".join(f"{k}={v:.2f}" for k, v in results["metrics"].items())
-    print(f"{method} (Kinetics-10 -> Mimetics-10, seed={config.seed}): f {metrics}")
-    for i, g_metrics in enumerate(results["g_metrics"]):
-        print(f"  g_{i}: " + "  ".join(f"{k}={v:.2f}" for k, v in g_metrics.items()))
+    print_rebias_results(results, f"{method} (Kinetics-10 -> Mimetics-10, seed={config.seed})", config)
     skipped = "  ".join(f"{name}: {counts['missing']} missing, {counts['undecodable']} undecodable"
                         for name, counts in results["skipped_videos"].items())
     print(f"skipped videos: {skipped}")
-    print(f"results: {config.save_dir}/{config.run_name}/results.json")
     shortened = (config.limit_train_batches is not None or config.limit_eval_batches is not None
                  or config.n_epochs < DEFAULTS["n_epochs"] or config.crop_size != DEFAULTS["crop_size"])
     if shortened:

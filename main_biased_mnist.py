@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiment import COMMON_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, run_experiment, validate_rebias
+from experiment import (COMMON_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, print_rebias_results, run_experiment,
+                        validate_rebias)
 from methods.rebias import rebias_method_name
 from utils.config import build_config, require, run_cli
 
@@ -90,11 +91,7 @@ def main(**flags: Any) -> None:
     results = run_experiment("biased_mnist", "rebias", config)
     if results is None:
         return
-    metrics = "  ".join(f"{k}={v:.2f}" for k, v in results["metrics"].items())
-    print(f"{method} (rho={config.train_correlation}, seed={config.seed}): f {metrics}")
-    for i, g_metrics in enumerate(results["g_metrics"]):
-        print(f"  g_{i}: " + "  ".join(f"{k}={v:.2f}" for k, v in g_metrics.items()))
-    print(f"results: {config.save_dir}/{config.run_name}/results.json")
+    print_rebias_results(results, f"{method} (rho={config.train_correlation}, seed={config.seed})", config)
     shortened = (config.limit_train_batches is not None or config.limit_eval_batches is not None
                  or config.n_epochs < DEFAULTS["n_epochs"])
     if shortened:
