@@ -95,7 +95,8 @@ def validate_rebias(config: Munch) -> None:
     require(config.lr > 0, f"--lr must be positive, got {config.lr}")
 
 
-def run_experiment(task_name: str, method_name: str, config: Munch) -> dict[str, Any] | None:
+def run_experiment(task_name: str, method_name: str, config: Munch,
+                   trainer_class: type[Trainer] = Trainer) -> dict[str, Any] | None:
     """Seed, build the task and the method, train, and return the results (also written to ``results.json``).
 
     Under torchrun only the main process returns the results; the others return None."""
@@ -108,10 +109,24 @@ def run_experiment(task_name: str, method_name: str, config: Munch) -> dict[str,
     run_dir = Path(config.save_dir) / config.run_name
     main_process = is_main_process()
     try:
-        results = Trainer(config, task, method, run_dir, device, autocast).fit()
+        results = trainer_class(config, task, method, run_dir, device, autocast).fit()
     finally:
         shutdown()
     return results if main_process else None
+
+
+def parse_seeds(value: Any) -> list[int] | None:
+    """``--seeds``: None, one integer, or several as ``0,1,2`` (fire passes a tuple) or ``"0 1 2"``."""
+    if value is None:
+        return None
+    parts = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
+    try:
+        seeds = [int(part) for part in parts]
+    except (TypeError, ValueError):
+        raise ConfigError(f"--seeds expects non-negative integers such as 0,1,2, got {value!r}") from None
+    require(bool(seeds) and all(seed >= 0 for seed in seeds) and len(set(seeds)) == len(seeds),
+            f"--seeds expects distinct non-negative integers such as 0,1,2, got {value!r}")
+    return seeds
 
 
 def print_rebias_results(results: dict[str, Any], headline: str, config: Munch) -> None:

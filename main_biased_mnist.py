@@ -16,7 +16,10 @@ Flags (defaults as in the original code):
   --untrained_comparison_fc False (original quirk: LearnedMixin/RUBi fc layers never trained)
   --swap_inner_sigma False        (original quirk: inner HSIC kernel radii swapped; matters with median sigma)
 Run control:
-  --seed 0  --deterministic False  --device cuda|cpu (default: cuda if available)  --amp none|bf16
+  --seed 0  --seeds 0,1,2 (several seeds in one process, as seed-stacked networks; Adam only; each seed's
+            config.json and results.json in SAVE_DIR/NAME_seed<k>/, the shared checkpoint in SAVE_DIR/NAME_seeds0-1-2/,
+            NAME = --run_name or biased_mnist_<method>_rho<rho>)
+  --deterministic False  --device cuda|cpu (default: cuda if available)  --amp none|bf16
   --channels_last False  --compile False (torch.compile the networks)
   --save_dir ./checkpoints  --run_name NAME (default: biased_mnist_<method>_rho<rho>_seed<seed>)
   --resume [auto|PATH]  --tensorboard  --wandb  --wandb_project debias  --progress True
@@ -28,10 +31,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiment import (COMMON_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, print_rebias_results, run_experiment,
-                        validate_rebias)
+from munch import Munch
+from experiment import (COMMON_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, parse_seeds, print_rebias_results,
+                        run_experiment, validate_rebias)
 from methods.rebias import rebias_method_name
+from trainer import SeedStackedTrainer
 from utils.config import build_config, require, run_cli
+from utils.distributed import launched_by_torchrun
 
 DEFAULTS: dict[str, Any] = {
     "root": None,
@@ -65,6 +71,7 @@ DEFAULTS: dict[str, Any] = {
     "g_kernel_size": 1,
     "untrained_comparison_fc": False,
     "swap_inner_sigma": False,
+    "seeds": None,
     **COMMON_DEFAULTS,
 }
 PAPER_COMMAND = "python main_biased_mnist.py --root {root} --train_correlation {rho}"
@@ -80,21 +87,35 @@ def validate(config) -> None:
             f"--n_confusing_labels must lie in 1..9, got {config.n_confusing_labels}")
     for flag in ("f_kernel_size", "g_kernel_size"):
         require(config[flag] >= 1 and config[flag] % 2 == 1, f"--{flag} must be a positive odd integer")
+    config.seeds = parse_seeds(config.seeds)
+    if config.seeds is not None:
+        require(config.optim == "Adam", "--seeds needs --optim Adam: AdamP's per-tensor projection would couple "
+                                        "the seeds stacked in one tensor")
+        require(not launched_by_torchrun(), "--seeds fills one device; under torchrun train the seeds separately")
 
 
 def main(**flags: Any) -> None:
-    """Train one Biased MNIST model; see the module docstring for the flags."""
-    config = build_config(DEFAULTS, flags, untyped=REBIAS_UNTYPED_FLAGS)
+    """Train one Biased MNIST model (or one per seed with --seeds); see the module docstring for the flags."""
+    config = build_config(DEFAULTS, flags, untyped=REBIAS_UNTYPED_FLAGS + ("seeds",))
     validate(config)
     method = rebias_method_name(config)
-    config.run_name = config.run_name or f"biased_mnist_{method}_rho{config.train_correlation}_seed{config.seed}"
-    results = run_experiment("biased_mnist", "rebias", config)
-    if results is None:
-        return
-    print_rebias_results(results, f"{method} (rho={config.train_correlation}, seed={config.seed})", config)
+    name = f"biased_mnist_{method}_rho{config.train_correlation}"
+    if config.seeds is None:
+        config.run_name = config.run_name or f"{name}_seed{config.seed}"
+        results = run_experiment("biased_mnist", "rebias", config)
+        runs = [] if results is None else [results]
+    else:
+        base = config.run_name or name
+        config.seed_run_names = [f"{base}_seed{seed}" for seed in config.seeds]
+        config.run_name = f"{base}_seeds{'-'.join(map(str, config.seeds))}"
+        results = run_experiment("biased_mnist_seeds", "rebias_seeds", config, SeedStackedTrainer)
+        runs = [] if results is None else results["runs"]
+    for run in runs:
+        run_config = Munch(run["config"])
+        print_rebias_results(run, f"{method} (rho={config.train_correlation}, seed={run_config.seed})", run_config)
     shortened = (config.limit_train_batches is not None or config.limit_eval_batches is not None
                  or config.n_epochs < DEFAULTS["n_epochs"])
-    if shortened:
+    if runs and shortened:
         print("This was a shortened run. The paper-length run (80 epochs, best on a GPU):\n  "
               + PAPER_COMMAND.format(root=config.root, rho=config.train_correlation))
 

@@ -25,7 +25,7 @@ from utils.config import resolve_limit
 from utils.distributed import any_process, is_distributed, is_main_process, memory_format_for, world_size
 from utils.io import atomic_torch_save, atomic_write_json, load_checkpoint
 from utils.run_logger import RunLogger
-from utils.seed import rng_states, set_rng_states
+from utils.seed import for_seed, rng_states, seed_key, set_rng_states
 
 CHECKPOINT_NAME = "last.pth"
 BEST_CHECKPOINT_NAME = "best.pth"
@@ -117,7 +117,7 @@ class Trainer:
             self.logger.close()
         results = self._results(final)
         if main_process:
-            atomic_write_json(results, self.run_dir / "results.json")
+            self._write_results(results)
         return results
 
     # ---------------------------------------------------------------------------------------- the loop
@@ -193,7 +193,7 @@ class Trainer:
                 loss_sums[key] = loss_sums[key] + value if key in loss_sums else value
             state.global_step += 1
             state.batch_in_epoch = step + 1
-            images += len(batch.target)
+            images += batch.target.numel()
             if step % POSTFIX_EVERY == 0 or step == n_steps - 1:
                 values = self._check_finite(logs, phase)
                 speed = images / max(time.perf_counter() - epoch_start, 1e-9)
@@ -264,14 +264,23 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------- results
     def _results(self, final: dict[str, Any]) -> dict[str, Any]:
-        summary, cells = final["summary"], final["cells"]
+        return self._run_results(self.task, final["summary"], final["cells"], self.state.history, self.config,
+                                 self.method.results_fields())
+
+    def _write_results(self, results: dict[str, Any]) -> None:
+        atomic_write_json(results, self.run_dir / "results.json")
+
+    def _run_results(self, task: Task, summary: dict[str, dict[str, float]],
+                     cells: dict[str, dict[str, CellAccuracy]], history: list[dict[str, Any]], config: Munch,
+                     method_fields: dict[str, Any]) -> dict[str, Any]:
+        """The content of one run's ``results.json``."""
         state = self.state
         phases = self.method.phases()
         return {
-            "task": self.task.name,
+            "task": task.name,
             "method": self.method.name,
-            **self.task.results_fields(),
-            "seed": self.config.seed,
+            **task.results_fields(),
+            "seed": config.seed,
             "epoch": phases[-1].epochs if phases else 0,
             "metrics": state.best["metrics"]["f"] if state.best else summary["f"],
             "final_metrics": summary["f"],
@@ -280,7 +289,7 @@ class Trainer:
             "g_metrics": [summary[name] for name in sorted(summary) if name.startswith("g_")],
             "per_cell_accuracy": {loader: per_predictor["f"].per_cell() for loader, per_predictor in cells.items()},
             "predictor_metrics": summary,
-            **self.method.results_fields(),
+            **method_fields,
             "wall_seconds": state.wall_seconds,
             "train_images_per_second": (world_size() * state.train_images / state.train_seconds
                                         if state.train_seconds else None),
@@ -288,10 +297,10 @@ class Trainer:
             "data_loading_fraction": state.data_seconds / state.train_seconds if state.train_seconds else None,
             "train_images": state.train_images,
             "global_step": state.global_step,
-            "history": state.history,
+            "history": history,
             "device": str(self.device) if self.device.type != "cuda" else torch.cuda.get_device_name(self.device),
             "versions": {"python": platform.python_version(), "torch": torch.__version__},
-            "config": dict(self.config),
+            "config": dict(config),
         }
 
     # -------------------------------------------------------------------------------------- checkpoints
@@ -339,3 +348,42 @@ class Trainer:
     def _restore_signal_handlers(previous: dict[int, Any]) -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class SeedStackedTrainer(Trainer):
+    """The Trainer of a ``--seeds`` run (methods/rebias_seeds.py): one training loop and one checkpoint
+    (``run_dir/last.pth``) for all seeds, evaluation per seed on that seed's own evaluation sets, and per seed the
+    ``config.json`` and ``results.json`` a separate run would write, in ``SAVE_DIR/<config.seed_run_names[k]>``.
+    ``run_dir/summary.json`` lists them."""
+
+    def _evaluate(self) -> dict[str, dict[str, CellAccuracy]]:
+        cells: dict[str, dict[str, CellAccuracy]] = {}
+        for index, (seed, seed_task) in enumerate(zip(self.config.seeds, self.task.seed_tasks, strict=True)):
+            per_seed = evaluate(self.method.seed_predictors(index), seed_task.eval_loaders, self.task.num_classes,
+                                self.task.num_biases, limit_batches=self.config.limit_eval_batches,
+                                autocast=self.autocast())
+            for loader_name, per_predictor in per_seed.items():
+                cells.setdefault(loader_name, {}).update(
+                    {seed_key(name, seed): cell for name, cell in per_predictor.items()})
+        return cells
+
+    def _results(self, final: dict[str, Any]) -> dict[str, Any]:
+        runs = []
+        for index, (seed, seed_task) in enumerate(zip(self.config.seeds, self.task.seed_tasks, strict=True)):
+            cells = {loader: for_seed(per_predictor, seed) for loader, per_predictor in final["cells"].items()}
+            history = [{**record, "metrics": for_seed(record["metrics"], seed), "train": for_seed(record["train"], seed)}
+                       for record in self.state.history]
+            run = self._run_results(seed_task, for_seed(final["summary"], seed), cells, history, seed_task.config,
+                                    self.method.seed_results_fields(index))
+            runs.append({**run, "stacked_seeds": list(self.config.seeds)})
+        return {"task": self.task.name, "method": self.method.name, "seeds": list(self.config.seeds),
+                "run_dirs": [str(self.run_dir.parent / name) for name in self.config.seed_run_names],
+                "wall_seconds": self.state.wall_seconds, "runs": runs}
+
+    def _write_results(self, results: dict[str, Any]) -> None:
+        for run, run_dir in zip(results["runs"], results["run_dirs"], strict=True):
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            atomic_write_json(run["config"], Path(run_dir) / "config.json")
+            atomic_write_json(run, Path(run_dir) / "results.json")
+        atomic_write_json({key: value for key, value in results.items() if key != "runs"},
+                          self.run_dir / "summary.json")

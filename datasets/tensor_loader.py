@@ -73,3 +73,31 @@ class TensorLoader:
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start:start + self.batch_size]
             yield Batch(self.transform(self.images[index]), self.targets[index], self.biases[index], index)
+
+
+class SeedStackedLoader:
+    """Zip K loaders of the same length (one per seed) into batches for seed-stacked networks: ``x`` holds the K
+    batches side by side on the channel axis ``(B, K*C, ...)``, ``target``/``bias``/``index`` are ``(K, B)``."""
+
+    def __init__(self, loaders: list[TensorLoader]):
+        lengths = {len(loader) for loader in loaders}
+        sizes = {loader.dataset_size for loader in loaders}
+        if len(lengths) != 1 or len(sizes) != 1:
+            raise ValueError(f"seed-stacked loaders need equal sizes, got lengths {lengths} and sizes {sizes}")
+        self.loaders = loaders
+
+    @property
+    def dataset_size(self) -> int:
+        return self.loaders[0].dataset_size
+
+    def __len__(self) -> int:
+        return len(self.loaders[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        for loader in self.loaders:
+            loader.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batches in zip(*self.loaders):
+            yield Batch(torch.cat([batch.x for batch in batches], dim=1),
+                        *(torch.stack(parts) for parts in zip(*(batch[1:] for batch in batches))))

@@ -106,40 +106,82 @@ class ReBias(Method):
             return 1.0, 1.0
         return float(self.config.rbf_sigma_x), float(self.config.rbf_sigma_y)
 
+    def criterion_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """The (outer, inner) criteria of every replica: one pair here, one per seed for seed-stacked training."""
+        return [(self.outer, self.inner)]
+
+    def replicas(self, output: Tensor) -> list[Tensor]:
+        """A network output split per replica (a one-element list here; per seed for seed-stacked networks)."""
+        return [output]
+
     @torch.no_grad()
-    def update_sigmas(self, train_loader: Iterable) -> tuple[float, float]:
+    def update_sigmas(self, train_loader: Iterable) -> list[tuple[float, float]]:
         """Median heuristic on a ``sigma_update_sampling_rate`` share of the training batches (train mode, as in
         the original): sigma_f and sigma_g are the square roots of the medians of all pairwise squared feature
         distances of f, and of every g pooled; they are scaled by ``rbf_sigma_scale_x`` / ``_y``. Under torchrun
-        the per-process radii are averaged."""
+        the per-process radii are averaged. Returns (sigma_f, sigma_g) of every replica."""
         n_batches = min(int(len(train_loader) * self.config.sigma_update_sampling_rate) + 1,
                         resolve_limit(self.config.limit_train_batches, len(train_loader)))
-        f_distances, g_distances = [], []
+        pairs = self.criterion_pairs()
+        f_distances: list[list[Tensor]] = [[] for _ in pairs]
+        g_distances: list[list[Tensor]] = [[] for _ in pairs]
         for batch in islice(train_loader, n_batches):
             with self.autocast():
-                f_distances.append(squared_distances(self.f_net(batch.x)[1]).flatten())
-                g_distances += [squared_distances(g(batch.x)[1]).flatten() for g in self.g_nets]
-        medians = torch.stack([torch.cat(f_distances).median().sqrt(), torch.cat(g_distances).median().sqrt()])
-        sigma_f, sigma_g = (all_reduce_sum(medians.float()) / world_size()).tolist()
-        sigma_f, sigma_g = sigma_f * self.config.rbf_sigma_scale_x, sigma_g * self.config.rbf_sigma_scale_y
-        self.set_sigmas(sigma_f, sigma_g)
-        return sigma_f, sigma_g
+                for replica, features in enumerate(self.replicas(self.f_net(batch.x)[1])):
+                    f_distances[replica].append(squared_distances(features).flatten())
+                for g_net in self.g_nets:
+                    for replica, features in enumerate(self.replicas(g_net(batch.x)[1])):
+                        g_distances[replica].append(squared_distances(features).flatten())
+        radii = []
+        for (outer, inner), f_parts, g_parts in zip(pairs, f_distances, g_distances, strict=True):
+            medians = torch.stack([torch.cat(f_parts).median().sqrt(), torch.cat(g_parts).median().sqrt()])
+            sigma_f, sigma_g = (all_reduce_sum(medians.float()) / world_size()).tolist()
+            sigma_f, sigma_g = sigma_f * self.config.rbf_sigma_scale_x, sigma_g * self.config.rbf_sigma_scale_y
+            self._assign_sigmas(outer, inner, sigma_f, sigma_g)
+            radii.append((sigma_f, sigma_g))
+        return radii
 
     def set_sigmas(self, sigma_f: float, sigma_g: float) -> None:
+        """Set the kernel radii of every replica's criteria."""
+        for outer, inner in self.criterion_pairs():
+            self._assign_sigmas(outer, inner, sigma_f, sigma_g)
+
+    def _assign_sigmas(self, outer: nn.Module, inner: nn.Module, sigma_f: float, sigma_g: float) -> None:
         """Outer HSIC(f, g) takes radii (sigma_f, sigma_g); inner HSIC(g, f) takes (sigma_g, sigma_f), or the
         original's swapped (sigma_f, sigma_g) with ``--swap_inner_sigma``."""
-        for criterion in (self.outer, self.inner):
+        for criterion in (outer, inner):
             if isinstance(criterion, RbfHSIC):
                 criterion.sigma_x, criterion.sigma_y = sigma_f, sigma_g
-        if isinstance(self.inner, RbfHSIC) and not self.config.swap_inner_sigma:
-            self.inner.sigma_x, self.inner.sigma_y = sigma_g, sigma_f
+        if isinstance(inner, RbfHSIC) and not self.config.swap_inner_sigma:
+            inner.sigma_x, inner.sigma_y = sigma_g, sigma_f
 
-    def sigmas(self) -> dict[str, float]:
+    def sigmas(self, replica: int = 0) -> dict[str, float]:
+        """The kernel radii of one replica's criteria, e.g. ``{'outer_sigma_x': ..., 'inner_sigma_y': ...}``."""
+        outer, inner = self.criterion_pairs()[replica]
         return {f"{name}_{attr}": float(getattr(criterion, attr))
-                for name, criterion in (("outer", self.outer), ("inner", self.inner))
+                for name, criterion in (("outer", outer), ("inner", inner))
                 if isinstance(criterion, RbfHSIC) for attr in ("sigma_x", "sigma_y")}
 
+    @staticmethod
+    def _load_sigmas(outer: nn.Module, inner: nn.Module, sigmas: dict[str, float]) -> None:
+        if "outer_sigma_x" in sigmas:
+            outer.sigma_x, outer.sigma_y = sigmas["outer_sigma_x"], sigmas["outer_sigma_y"]
+        if "inner_sigma_x" in sigmas:
+            inner.sigma_x, inner.sigma_y = sigmas["inner_sigma_x"], sigmas["inner_sigma_y"]
+
     # ---------------------------------------------------------------------------------------------- updates
+    # The loss terms below are scalars, or one entry per seed for seed-stacked networks (methods/rebias_seeds.py):
+    # a sum of losses of disjoint parameters, so ``loss.sum().backward()`` gives each seed its own gradient.
+    def _classification_loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(logits, y)
+
+    def _inner_loss(self, g_features: Tensor, f_features: Tensor, y: Tensor) -> Tensor:
+        return self.inner(g_features, f_features, labels=y)
+
+    def _outer_loss(self, f_features: Tensor, g_features: Tensor, y: Tensor, f_logits: Tensor,
+                    g_logits: Tensor) -> Tensor:
+        return self.outer(f_features, g_features, labels=y, f_pred=f_logits, g_pred=g_logits)
+
     def _step_g(self, x: Tensor, y: Tensor, f_features: Tensor | None) -> dict[str, Tensor]:
         logs: dict[str, Tensor] = {}
         with self.autocast():
@@ -147,15 +189,15 @@ class ReBias(Method):
             for i, g_net in enumerate(self.g_nets):
                 g_logits, g_features = g_net(x)
                 if self.config.update_g_cls:
-                    cls_loss = F.cross_entropy(g_logits, y)
+                    cls_loss = self._classification_loss(g_logits, y)
                     loss = loss + cls_loss
                     logs[f"g_{i}_cls"] = cls_loss.detach()
                 if f_features is not None:
-                    inner_loss = self.inner(g_features, f_features, labels=y)
+                    inner_loss = self._inner_loss(g_features, f_features, y)
                     loss = loss + self.config.g_lambda_inner * inner_loss
                     logs[f"g_{i}_inner"] = inner_loss.detach()
         self.g_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()
         self.g_optimizer.step()
         logs["g_loss"] = loss.detach()
         return logs
@@ -166,7 +208,7 @@ class ReBias(Method):
         with self.autocast():
             loss = x.new_zeros(())
             if not (with_outer and self.outer_includes_classification):
-                cls_loss = F.cross_entropy(f_logits, y)
+                cls_loss = self._classification_loss(f_logits, y)
                 loss = loss + cls_loss
                 logs["f_cls"] = cls_loss.detach()
             if with_outer:
@@ -174,12 +216,12 @@ class ReBias(Method):
                 with torch.no_grad():
                     g_outputs = [g_net(x) for g_net in self.g_nets]
                 for i, (g_logits, g_features) in enumerate(g_outputs):
-                    outer_loss = self.outer(f_features, g_features, labels=y, f_pred=f_logits, g_pred=g_logits)
+                    outer_loss = self._outer_loss(f_features, g_features, y, f_logits, g_logits)
                     outer_total = outer_total + outer_loss
                     logs[f"f_outer_g_{i}"] = outer_loss.detach()
                 loss = loss + self.config.f_lambda_outer * outer_total
         self.f_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()
         self.f_optimizer.step()
         logs["f_loss"] = loss.detach()
         return logs
@@ -209,8 +251,8 @@ class ReBias(Method):
         return {
             "f_net": unwrap(self.f_net).state_dict(),
             "g_nets": [unwrap(g).state_dict() for g in self.g_nets],
-            "outer": self.outer.state_dict(),
-            "sigmas": self.sigmas(),
+            "criteria": [{"outer": outer.state_dict(), "sigmas": self.sigmas(replica)}
+                         for replica, (outer, _) in enumerate(self.criterion_pairs())],
             "f_optimizer": self.f_optimizer.state_dict(),
             "g_optimizer": self.g_optimizer.state_dict(),
             "f_scheduler": self.f_scheduler.state_dict(),
@@ -221,12 +263,9 @@ class ReBias(Method):
         unwrap(self.f_net).load_state_dict(state["f_net"])
         for g_net, g_state in zip(self.g_nets, state["g_nets"], strict=True):
             unwrap(g_net).load_state_dict(g_state)
-        self.outer.load_state_dict(state["outer"])
-        sigmas = state["sigmas"]
-        if "outer_sigma_x" in sigmas:
-            self.outer.sigma_x, self.outer.sigma_y = sigmas["outer_sigma_x"], sigmas["outer_sigma_y"]
-        if "inner_sigma_x" in sigmas:
-            self.inner.sigma_x, self.inner.sigma_y = sigmas["inner_sigma_x"], sigmas["inner_sigma_y"]
+        for (outer, inner), saved in zip(self.criterion_pairs(), state["criteria"], strict=True):
+            outer.load_state_dict(saved["outer"])
+            self._load_sigmas(outer, inner, saved["sigmas"])
         self.f_optimizer.load_state_dict(state["f_optimizer"])
         self.g_optimizer.load_state_dict(state["g_optimizer"])
         self.f_scheduler.load_state_dict(state["f_scheduler"])

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from tasks.action import ActionTask
 from tasks.base import Task
-from tasks.biased_mnist import BiasedMNISTTask
+from tasks.biased_mnist import BiasedMNISTTask, SeedStackedBiasedMNISTTask
 from tasks.disent import DisEntTask
 from tasks.imagenet import ImageNetTask
 
 TASKS: dict[str, type[Task]] = {
     "action": ActionTask,
     "biased_mnist": BiasedMNISTTask,
+    "biased_mnist_seeds": SeedStackedBiasedMNISTTask,
     "disent": DisEntTask,
     "imagenet": ImageNetTask,
 }

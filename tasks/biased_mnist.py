@@ -9,10 +9,10 @@ from munch import Munch
 from torch import nn
 
 from datasets.colour_mnist import EVAL_CORRELATIONS, ColourBiasedMNIST, normalise_uint8
-from datasets.tensor_loader import TensorLoader
+from datasets.tensor_loader import SeedStackedLoader, TensorLoader
 from models.mnist_models import SimpleConvNet
 from tasks.base import Task
-from utils.seed import derived_seed
+from utils.seed import derived_seed, seed_config
 
 
 class BiasedMNISTTask(Task):
@@ -50,3 +50,23 @@ class BiasedMNISTTask(Task):
     def results_fields(self) -> dict[str, Any]:
         return {"train_correlation": self.config.train_correlation}
 
+
+
+class SeedStackedBiasedMNISTTask(Task):
+    """Biased MNIST for ``--seeds``: one :class:`BiasedMNISTTask` per seed (its own colouring and batch order),
+    training batches zipped for seed-stacked networks. Evaluation stays per seed (``seed_tasks[k].eval_loaders``)."""
+
+    name = "biased_mnist_seeds"
+    num_classes = BiasedMNISTTask.num_classes
+    num_biases = BiasedMNISTTask.num_biases
+
+    def __init__(self, config: Munch, device: torch.device):
+        self.config = config
+        self.seed_tasks = [BiasedMNISTTask(seed_config(config, seed, run_name), device)
+                           for seed, run_name in zip(config.seeds, config.seed_run_names, strict=True)]
+        self.train_loader = SeedStackedLoader([task.train_loader for task in self.seed_tasks])
+        self.eval_loaders = {}
+        self.criterion_extras = self.seed_tasks[0].criterion_extras
+
+    def results_fields(self) -> dict[str, Any]:
+        return self.seed_tasks[0].results_fields()

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Any
 
 import numpy as np
 import torch
+from munch import Munch
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -40,3 +42,21 @@ def set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def seed_config(config: Munch, seed: int, run_name: str) -> Munch:
+    """The configuration of one seed of a ``--seeds`` run: that of a separate run with ``--seed seed --run_name
+    run_name`` (``seeds`` and ``seed_run_names`` cleared)."""
+    plain = {key: value for key, value in config.items() if key != "seed_run_names"}
+    return Munch({**plain, "seed": seed, "run_name": run_name, "seeds": None})
+
+
+def seed_key(name: str, seed: int) -> str:
+    """The name of seed ``seed``'s copy of a logged value or predictor in a ``--seeds`` run, e.g. ``f_loss@seed1``."""
+    return f"{name}@seed{seed}"
+
+
+def for_seed(values: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The entries of ``values`` that belong to ``seed`` (named by :func:`seed_key`), under their plain names."""
+    suffix = seed_key("", seed)
+    return {key.removesuffix(suffix): value for key, value in values.items() if key.endswith(suffix)}
