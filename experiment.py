@@ -38,6 +38,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "limit_train_batches": None,
     "limit_eval_batches": None,
     "val_epoch_step": 1,
+    "checkpoint_every_steps": None,
 }
 
 
@@ -63,6 +64,9 @@ def validate_common(config: Munch) -> None:
                 f"--{name} must be a positive number of batches (or a fraction in (0, 1]), got {value!r}")
     require(isinstance(config.val_epoch_step, int) and config.val_epoch_step >= 1,
             "--val_epoch_step must be a positive integer")
+    every = config.checkpoint_every_steps
+    require(every is None or (isinstance(every, int) and not isinstance(every, bool) and every >= 1),
+            f"--checkpoint_every_steps must be a positive integer, got {every!r}")
     require(config.resume is None or isinstance(config.resume, (bool, str)),
             "--resume takes no value, 'auto', or a checkpoint path")
 

@@ -37,6 +37,7 @@ Run control:
   --save_dir ./checkpoints  --run_name NAME (default: action_<method>_seed<seed>)
   --resume [auto|PATH]  --tensorboard  --wandb  --wandb_project debias  --progress True
   --limit_train_batches N  --limit_eval_batches N  --val_epoch_step 20
+  --checkpoint_every_steps N (also write last.pth every N training steps; default: after every epoch only)
 Several GPUs or nodes: torchrun --nproc_per_node N main_action.py ... (--batch_size is per process).
 Outputs: SAVE_DIR/RUN_NAME/{config.json, last.pth, results.json, tensorboard/}.
 """

@@ -24,7 +24,7 @@ Run control:
   --save_dir ./checkpoints  --run_name NAME (default: biased_mnist_<method>_rho<rho>_seed<seed>)
   --resume [auto|PATH]  --tensorboard  --wandb  --wandb_project debias  --progress True
   --limit_train_batches N  --limit_eval_batches N  (per epoch; an int, or a fraction in (0, 1])
-  --val_epoch_step 1
+  --val_epoch_step 1  --checkpoint_every_steps N (also write last.pth every N steps; default: every epoch only)
 Outputs: SAVE_DIR/RUN_NAME/{config.json, last.pth, results.json, tensorboard/}.
 """
 from __future__ import annotations

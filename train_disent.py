@@ -10,7 +10,8 @@ Flags of the original train.py (defaults as there): --dataset cmnist|cifar10c|bf
   --lr_decay_step 10000  --lr_gamma 0.1  --log_dir ./log  --data_dir dataset  --num_workers 16
   --train_ours | --train_vanilla | --train_lff  --tensorboard  --wandb
   (accepted and ignored, as in the original: --momentum --target_attr_idx --bias_attr_idx --use_type0 --use_type1
-   --model --log_freq --save_freq)
+   --model --log_freq)
+  --save_freq 1000: last.pth (the resume point) is rewritten every save_freq steps, and after every evaluation.
 Here also: --batch_size (default: 256 cmnist/cifar10c, 64 bffhq; honoured), --select_on_test (the original's model
 selection on the test set; default: on the validation set), --seed, --device, --amp, --resume, --limit_train_batches,
 --limit_eval_batches, --progress, --channels_last, --compile.
@@ -80,7 +81,7 @@ def validate(config) -> str:
     require(config.percent in PERCENTS, f"--percent must be one of {PERCENTS}, got {config.percent!r}")
     chosen = [flag for flag in METHOD_FLAGS if config[flag]]
     require(len(chosen) == 1, "choose exactly one of --train_ours, --train_vanilla, --train_lff")
-    for flag in ("num_steps", "valid_freq", "batch_size", "lr_decay_step"):
+    for flag in ("num_steps", "valid_freq", "batch_size", "lr_decay_step", "save_freq"):
         require(config[flag] >= 1, f"--{flag} must be a positive integer, got {config[flag]}")
     require(config.num_steps % config.valid_freq == 0,
             f"--num_steps ({config.num_steps}) must be a multiple of --valid_freq ({config.valid_freq})")
@@ -97,6 +98,7 @@ def main(**flags: Any) -> None:
     if config.batch_size is None and config.dataset in BATCH_SIZES:
         config.batch_size = BATCH_SIZES[config.dataset]
     method = validate(config)
+    config.checkpoint_every_steps = config.checkpoint_every_steps or config.save_freq
     config.save_dir = f"{config.log_dir}/{config.dataset}"
     config.run_name = config.run_name or config.exp
     results = run_experiment("disent", method, config)

@@ -76,6 +76,7 @@ class TrainerState:
     wall_seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None
+    epoch_loss_sums: dict[str, float] = field(default_factory=dict)
 
 
 class Trainer:
@@ -169,18 +170,30 @@ class Trainer:
         self.method.train()
         bar = tqdm(total=n_steps, initial=first, desc=f"{phase.name} {epoch + 1}/{phase.epochs}", unit="step",
                    disable=not (self.config.progress and is_main_process()), leave=False, dynamic_ncols=True)
-        epoch_start = time.perf_counter()
+        epoch_start = mark = time.perf_counter()
         data_seconds, images = 0.0, 0
-        loss_sums: dict[str, torch.Tensor] = {}
+        accounted_data, accounted_images = 0.0, 0
+        loss_sums: dict[str, Any] = dict(state.epoch_loss_sums)
+        every = self.config.checkpoint_every_steps
 
         def account() -> float:
+            """Move the time, data time and images since the last call into the state; the epoch's seconds."""
+            nonlocal mark, accounted_data, accounted_images
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            seconds = time.perf_counter() - epoch_start
-            state.train_seconds += seconds
-            state.data_seconds += data_seconds
-            state.train_images += images
-            return seconds
+            now = time.perf_counter()
+            state.train_seconds += now - mark
+            state.data_seconds += data_seconds - accounted_data
+            state.train_images += images - accounted_images
+            mark, accounted_data, accounted_images = now, data_seconds, images
+            return now - epoch_start
+
+        def save_mid_epoch() -> None:
+            nonlocal mark
+            account()
+            state.epoch_loss_sums = {key: float(value) for key, value in loss_sums.items()}
+            self._save_checkpoint(self.run_dir / CHECKPOINT_NAME)
+            mark = time.perf_counter()
 
         for step in range(first, n_steps):
             fetch_start = time.perf_counter()
@@ -202,17 +215,18 @@ class Trainer:
                                 refresh=False)
                 self.logger.scalars(phase.name, values, state.global_step)
             bar.update(1)
+            if every and state.global_step % every == 0 and step + 1 < n_steps:
+                save_mid_epoch()
             check_stop = not is_distributed() or step % POSTFIX_EVERY == 0
             if check_stop and self._stop_requested() and step + 1 < n_steps:
                 bar.close()
-                account()
-                self._save_checkpoint(self.run_dir / CHECKPOINT_NAME)
+                save_mid_epoch()
                 raise TrainingInterrupted(f"stopped by signal {self._stop_signal} at {phase.name} epoch {epoch + 1}, "
                                           f"step {step + 1}/{n_steps}; checkpoint saved, resume with --resume")
         bar.close()
         seconds = account()
-        self._epoch_train_means = {key: float(value) / (n_steps - first) for key, value in loss_sums.items()}
-        state.batch_in_epoch = 0
+        self._epoch_train_means = {key: float(value) / n_steps for key, value in loss_sums.items()}
+        state.batch_in_epoch, state.epoch_loss_sums = 0, {}
         self.logger.info(f"[{phase.name} {epoch + 1}/{phase.epochs}] {images / max(seconds, 1e-9):.1f} img/s, "
                          f"data {100 * data_seconds / max(seconds, 1e-9):.2f}% of the time")
 

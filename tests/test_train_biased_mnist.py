@@ -91,7 +91,7 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 240) -> Non
 @pytest.mark.parametrize("how", ["sigkill", "sigterm"])
 def test_killed_run_resumes_to_identical_metrics(tmp_path, fake_mnist_root, how):
     save_dir = tmp_path / "killed"
-    flags = cli_flags(fake_mnist_root, save_dir, limit_train_batches=12)
+    flags = cli_flags(fake_mnist_root, save_dir, limit_train_batches=12, checkpoint_every_steps=5)
     reference = run_in_process(tmp_path / "reference", fake_mnist_root, **dict(SMALL, limit_train_batches=12))
     process = subprocess.Popen([sys.executable, "main_biased_mnist.py", *flags], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -111,6 +111,7 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path, fake_mnist_root, how)
     assert results["metrics"] == reference["metrics"]
     assert results["per_cell_accuracy"] == reference["per_cell_accuracy"]
     assert results["global_step"] == reference["global_step"]
+    assert [record["train"] for record in results["history"]] == [record["train"] for record in reference["history"]]
 
 
 def test_truncated_checkpoint_is_detected(tmp_path):
@@ -128,6 +129,9 @@ def test_truncated_checkpoint_is_detected(tmp_path):
     (["--outer_criterion", "Nope"], "--outer_criterion"),
     (["--no_such_flag", "1"], "--no_such_flag"),
     (["--n_epochs", "abc"], "--n_epochs"),
+    (["--checkpoint_every_steps", "0"], "--checkpoint_every_steps"),
+    (["--seeds", "0,0"], "--seeds"),
+    (["--seeds", "0,1", "--optim", "AdamP"], "--seeds"),
 ])
 def test_bad_flags_give_one_line_error(args, flag, mnist_root):
     result = cli("--root", str(mnist_root), *args, timeout=60)

@@ -12,7 +12,8 @@ import pytest
 import test as disent_test
 import train_disent
 from datasets.make_disent_data import cmnist
-from utils.io import CheckpointError
+from trainer import Trainer
+from utils.io import CheckpointError, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = dict(dataset="cmnist", percent="5pct", lr=0.01, batch_size=64, num_steps=60, valid_freq=20, curr_step=20,
@@ -80,7 +81,7 @@ def test_select_on_test_and_seed_determinism(tmp_path, data_dir):
 
 @pytest.mark.slow
 def test_sigkill_and_resume_gives_identical_metrics(tmp_path, data_dir):
-    flags = {**RUN, "num_steps": 600, "valid_freq": 100, "curr_step": 150, "lr_decay_step": 100,
+    flags = {**RUN, "num_steps": 600, "valid_freq": 100, "curr_step": 150, "lr_decay_step": 100, "save_freq": 30,
              "data_dir": data_dir, "log_dir": tmp_path / "killed", "exp": "run", "train_ours": True}
     argv = [f"--{key}={value}" for key, value in flags.items()]
     train_disent.main(**{**flags, "data_dir": str(data_dir), "log_dir": str(tmp_path / "reference")})
@@ -101,6 +102,24 @@ def test_sigkill_and_resume_gives_identical_metrics(tmp_path, data_dir):
     results = json.loads((checkpoint.parent / "results.json").read_text())
     assert results["metrics"] == reference["metrics"] and results["final_metrics"] == reference["final_metrics"]
     assert results["global_step"] == reference["global_step"]
+    assert [record["train"] for record in results["history"]] == [record["train"] for record in reference["history"]]
+
+
+def test_save_freq_checkpoints_between_evaluations(tmp_path, data_dir, monkeypatch):
+    saved = []
+    original = Trainer._save_checkpoint
+
+    def record(self, path):
+        saved.append((path.name, self.state.global_step, self.state.batch_in_epoch))
+        original(self, path)
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", record)
+    train(tmp_path, data_dir, "every", train_vanilla=True, num_steps=20, valid_freq=10, save_freq=4,
+          limit_eval_batches=1)
+    last = [(step, in_epoch) for name, step, in_epoch in saved if name == "last.pth"]
+    assert last == [(4, 4), (8, 8), (10, 0), (12, 2), (16, 6), (20, 0)]
+    state = load_checkpoint(tmp_path / "cmnist" / "every" / "last.pth")
+    assert state["trainer"]["global_step"] == 20 and state["trainer"]["epoch_loss_sums"] == {}
 
 
 def test_flag_errors(tmp_path):
