@@ -2,10 +2,12 @@
 
     python bench/throughput_biased_mnist.py --root ../shared/data [--device cpu] [--batch_size 256]
         [--steps 3] [--warmup 1] [--amp none|bf16] [--channels_last] [--peak_tflops 989] [--compare_original]
+        [--stacked_seeds 3]
 
 Prints, per variant, training images/s over ``steps`` steps after ``warmup`` steps, the share of time spent fetching
 batches, the step cost relative to Vanilla and the achieved convolution FLOP/s (3x the forward FLOPs of f and g,
-the usual forward+backward estimate; as a fraction of ``--peak_tflops`` when given).
+the usual forward+backward estimate; as a fraction of ``--peak_tflops`` when given). ``--stacked_seeds K`` adds
+ReBias with K seeds trained at once (``--seeds``, seed-stacked networks); its img/s counts the images of all seeds.
 """
 from __future__ import annotations
 
@@ -22,10 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiment import resolve_device  # noqa: E402
 from main_biased_mnist import DEFAULTS  # noqa: E402
 from methods.rebias import ReBias  # noqa: E402
+from methods.rebias_seeds import SeedStackedReBias  # noqa: E402
 from models.mnist_models import SimpleConvNet  # noqa: E402
-from tasks.biased_mnist import BiasedMNISTTask  # noqa: E402
+from tasks.biased_mnist import BiasedMNISTTask, SeedStackedBiasedMNISTTask  # noqa: E402
 from trainer import autocast_factory  # noqa: E402
 from utils.config import build_config  # noqa: E402
+from utils.distributed import unwrap  # noqa: E402
 from utils.seed import seed_everything  # noqa: E402
 
 
@@ -88,7 +92,7 @@ def measure(method: ReBias, task: BiasedMNISTTask, steps: int, warmup: int, devi
 
 def main(root: str = "../shared/data", device: str | None = None, batch_size: int = 256, steps: int = 3,
          warmup: int = 1, amp: str = "none", channels_last: bool = False, peak_tflops: float | None = None,
-         compare_original: bool = True, train_correlation: float = 0.99) -> None:
+         compare_original: bool = True, train_correlation: float = 0.99, stacked_seeds: int = 0) -> None:
     torch_device = resolve_device(device)
     autocast = autocast_factory(torch_device, amp)
     print(f"device={torch_device} threads={torch.get_num_threads()} batch={batch_size} amp={amp} "
@@ -96,21 +100,30 @@ def main(root: str = "../shared/data", device: str | None = None, batch_size: in
     variants = [("Vanilla", {"f_lambda_outer": 0, "g_lambda_inner": 0}, False), ("ReBias", {}, False)]
     if compare_original:
         variants.append(("ReBias (original step: f forwarded twice)", {}, True))
+    if stacked_seeds > 1:
+        seeds = list(range(stacked_seeds))
+        variants.append((f"ReBias, {stacked_seeds} seeds stacked (--seeds)",
+                         {"seeds": seeds, "seed_run_names": [f"seed{seed}" for seed in seeds]}, False))
     base_seconds = None
     for name, overrides, original in variants:
-        config = build_config(DEFAULTS, {"root": root, "batch_size": batch_size, "seed": 0, "device": device,
-                                         "train_correlation": train_correlation, "channels_last": channels_last,
-                                         **overrides})
+        config = build_config({**DEFAULTS, "seed_run_names": None},
+                              {"root": root, "batch_size": batch_size, "seed": 0, "device": device,
+                               "train_correlation": train_correlation, "channels_last": channels_last, **overrides})
         seed_everything(0)
-        task = BiasedMNISTTask(config, torch_device)
-        method = ReBias(config, task, torch_device, autocast)
+        stacked = config.seeds is not None
+        task = (SeedStackedBiasedMNISTTask if stacked else BiasedMNISTTask)(config, torch_device)
+        method = (SeedStackedReBias if stacked else ReBias)(config, task, torch_device, autocast)
         seconds, data_share = measure(method, task, steps, warmup, torch_device, original, channels_last)
         base_seconds = base_seconds or seconds
-        flops = 3 * batch_size * (conv_forward_flops(method.f_net) + conv_forward_flops(method.g_nets[0]))
+        replicas = len(config.seeds) if stacked else 1
+        f_net, g_net = (unwrap(network).unstack(0) if stacked else unwrap(network)
+                        for network in (method.f_net, method.g_nets[0]))
+        images = replicas * batch_size
+        flops = 3 * images * (conv_forward_flops(f_net) + conv_forward_flops(g_net))
         if original:
             flops += batch_size * conv_forward_flops(method.f_net)
         achieved = flops / seconds / 1e12
-        line = (f"{name:45s} {batch_size / seconds:10.1f} img/s  step {seconds * 1000:9.1f} ms  "
+        line = (f"{name:45s} {images / seconds:10.1f} img/s  step {seconds * 1000:9.1f} ms  "
                 f"x{seconds / base_seconds:.2f} vs Vanilla  data {100 * data_share:.2f}%  {achieved:.3f} TFLOP/s")
         if peak_tflops:
             line += f" ({100 * achieved / peak_tflops:.1f}% of {peak_tflops} peak)"

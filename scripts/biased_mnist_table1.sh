@@ -5,6 +5,7 @@
 #   ROOT=../shared/data  OUT=results/biased_mnist_table1  SEEDS="0 1 2"  EPOCHS=80  DEVICE=<auto>
 #   RHOS="0.999 0.997 0.995 0.99"  METHODS="Vanilla LearnedMixin RUBi ReBias"  G_PRETRAIN=5
 #   EXTRA="<more flags for every run, e.g. --limit_train_batches 50>"  PYTHON=python
+#   STACK_SEEDS=0 (1: the unfinished seeds of a method and rho train in one process, main_biased_mnist.py --seeds)
 # A run whose results.json exists is skipped; one with only last.pth is resumed, so an interrupted sweep resumes.
 # A Vanilla run also gives the "Biased" column (its g network).
 set -euo pipefail
@@ -19,6 +20,7 @@ RHOS=${RHOS:-"0.999 0.997 0.995 0.99"}
 METHODS=${METHODS:-"Vanilla LearnedMixin RUBi ReBias"}
 G_PRETRAIN=${G_PRETRAIN:-5}
 EXTRA=${EXTRA:-}
+STACK_SEEDS=${STACK_SEEDS:-0}
 PYTHON=${PYTHON:-python}
 
 method_flags() {
@@ -34,20 +36,37 @@ method_flags() {
 device_flag=()
 [[ -n "$DEVICE" ]] && device_flag=(--device "$DEVICE")
 
+train() {  # train RUN_NAME [more flags]: one run of the current method and rho
+  local name=$1
+  shift
+  # shellcheck disable=SC2086
+  $PYTHON main_biased_mnist.py --root "$ROOT" --train_correlation "$rho" --n_epochs "$EPOCHS" \
+    "${device_flag[@]}" --save_dir "$OUT" --run_name "$name" --resume auto "$@" $flags $EXTRA
+}
+
 for method in $METHODS; do
   flags=$(method_flags "$method")
   for rho in $RHOS; do
+    base="biased_mnist_${method}_rho${rho}"
+    pending=()
     for seed in $SEEDS; do
-      name="biased_mnist_${method}_rho${rho}_seed${seed}"
-      if [[ -f "$OUT/$name/results.json" ]]; then
-        echo "skip $name: results.json exists"
-        continue
+      if [[ -f "$OUT/${base}_seed${seed}/results.json" ]]; then
+        echo "skip ${base}_seed${seed}: results.json exists"
+      else
+        pending+=("$seed")
       fi
-      echo "run  $name"
-      # shellcheck disable=SC2086
-      $PYTHON main_biased_mnist.py --root "$ROOT" --train_correlation "$rho" --seed "$seed" --n_epochs "$EPOCHS" \
-        "${device_flag[@]}" --save_dir "$OUT" --run_name "$name" --resume auto $flags $EXTRA
     done
+    (( ${#pending[@]} )) || continue
+    if [[ "$STACK_SEEDS" == 1 ]]; then
+      seeds=$(IFS=,; echo "${pending[*]}")
+      echo "run  ${base}_seed{${seeds}} in one process"
+      train "$base" --seeds "$seeds"
+    else
+      for seed in "${pending[@]}"; do
+        echo "run  ${base}_seed${seed}"
+        train "${base}_seed${seed}" --seed "$seed"
+      done
+    fi
   done
 done
 

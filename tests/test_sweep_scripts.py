@@ -13,9 +13,12 @@ args = sys.argv[1:]
 with open(os.environ["CALL_LOG"], "a") as log:
     log.write(json.dumps(args) + "\n")
 if args[0] == "main_biased_mnist.py":
-    run_dir = Path(args[args.index("--save_dir") + 1]) / args[args.index("--run_name") + 1]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "results.json").write_text("{}")
+    name = args[args.index("--run_name") + 1]
+    seeds = args[args.index("--seeds") + 1].split(",") if "--seeds" in args else [None]
+    for seed in seeds:
+        run_dir = Path(args[args.index("--save_dir") + 1]) / (name if seed is None else f"{name}_seed{seed}")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "results.json").write_text("{}")
 '''
 
 
@@ -67,3 +70,16 @@ def test_sweep_skips_finished_runs(tmp_path):
     assert "biased_mnist_RUBi_rho0.99_seed1" in names and len(names) == 3
     assert all(flag(c, "--limit_train_batches") == "2" for c in calls if c[0] == "main_biased_mnist.py")
     assert run_sweep(tmp_path, METHODS="RUBi")[0][0] == "scripts/report.py"
+
+
+def test_sweep_stacks_unfinished_seeds_in_one_process(tmp_path):
+    done = tmp_path / "out" / "biased_mnist_ReBias_rho0.99_seed1"
+    done.mkdir(parents=True)
+    (done / "results.json").write_text("{}")
+    calls = run_sweep(tmp_path, METHODS="ReBias", STACK_SEEDS="1", SEEDS="0 1 2")
+    training = [c for c in calls if c[0] == "main_biased_mnist.py"]
+    assert [(flag(c, "--run_name"), flag(c, "--seeds")) for c in training] == [
+        ("biased_mnist_ReBias_rho0.99", "0,2"), ("biased_mnist_ReBias_rho0.997", "0,1,2")]
+    assert all("--seed" not in c and flag(c, "--resume") == "auto" for c in training)
+    again = run_sweep(tmp_path, METHODS="ReBias", STACK_SEEDS="1", SEEDS="0 1 2")
+    assert [c[0] for c in again] == ["scripts/report.py"]
