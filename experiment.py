@@ -8,6 +8,7 @@ import torch
 from munch import Munch
 
 from criterions import CRITERIA
+from datasets.image_io import UnreadableImageError
 from datasets.mnist_io import DataNotFoundError
 from methods import METHODS
 from optims import OPTIMIZERS, SCHEDULERS
@@ -18,7 +19,7 @@ from utils.config import ConfigError, require
 from utils.distributed import init_distributed, is_main_process, shutdown
 from utils.seed import seed_everything
 
-USER_ERRORS = (DataNotFoundError, CheckpointError, TrainingInterrupted, NonFiniteLossError)
+USER_ERRORS = (DataNotFoundError, UnreadableImageError, CheckpointError, TrainingInterrupted, NonFiniteLossError)
 """Errors caused by inputs or by the user (not bugs): the entry scripts print them as one line."""
 
 COMMON_DEFAULTS: dict[str, Any] = {

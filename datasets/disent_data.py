@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from datasets.lff_protocols import percent_dirname
+from datasets.image_io import load_rgb
 from datasets.mnist_io import DataNotFoundError
 
 DATASETS = ("cmnist", "cifar10c", "bffhq")
@@ -118,8 +118,7 @@ class DisEntDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int, int, int]:
-        with Image.open(self.files[index]) as handle:
-            image = handle.convert("RGB")
+        image = load_rgb(self.files[index])
         return self.transform(image), int(self.targets[index]), int(self.biases[index]), index
 
 
@@ -129,8 +128,7 @@ def load_split_tensor(root: str | os.PathLike, dataset: str, split: str,
     files = split_files(root, dataset, split, percent)
     images = []
     for path in files:
-        with Image.open(path) as handle:
-            images.append(np.asarray(handle.convert("RGB")))
+        images.append(np.asarray(load_rgb(path)))
     shapes = {image.shape for image in images}
     if len(shapes) != 1:
         raise ValueError(f"images of {dataset}/{split} under '{root}' have different sizes {sorted(shapes)}")

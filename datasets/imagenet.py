@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms
 
+from datasets.image_io import load_rgb
 from datasets.mnist_io import DataNotFoundError
 
 SUPER_CLASSES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -99,11 +99,6 @@ def cluster_labels(relative_paths: list[str], csv_path: str | os.PathLike) -> Te
         raise DataNotFoundError(f"{len(absent)} validation images are not in the texture-cluster CSV '{csv_path}' "
                                 f"(first: {absent[0]}); the CSV must cover the validation folder")
     return torch.tensor([table[path] for path in relative_paths], dtype=torch.long)
-
-
-def load_rgb(path: str | os.PathLike) -> Image.Image:
-    with open(path, "rb") as stream:
-        return Image.open(stream).convert("RGB")
 
 
 class NineClassImageNet(Dataset):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -403,3 +404,25 @@ def test_report_builds_table2(tmp_path):
     with open(tmp_path / "out" / "imagenet_table.csv", newline="") as stream:
         csv_rows = list(csv.DictReader(stream))
     assert {row["image_size"] for row in csv_rows} == {"224", "64"} and "avg" not in {r["image_size"] for r in csv_rows}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 1])
+def test_unreadable_image_is_a_one_line_error(tmp_path, imagenet, workers):
+    broken = tmp_path / "train"
+    shutil.copytree(imagenet.train, broken)
+    for image in broken.rglob("*.JPEG"):
+        image.write_bytes(b"not a jpeg")
+    result = subprocess.run([sys.executable, "main_imagenet.py",
+                             *cli_flags(imagenet, tmp_path / "out", train_root=broken, num_workers=workers)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].startswith("error: cannot read image") and str(broken) in lines[0]
+
+
+@pytest.mark.slow
+def test_same_seed_same_metrics_with_loader_workers(tmp_path, imagenet):
+    first = run_main(tmp_path / "a", imagenet, num_workers=2, limit_eval_batches=1)
+    second = run_main(tmp_path / "b", imagenet, num_workers=2, limit_eval_batches=1)
+    assert first["metrics"] == second["metrics"] and first["history"][0]["train"] == second["history"][0]["train"]

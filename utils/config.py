@@ -80,5 +80,13 @@ def run_cli(entry: Callable[..., Any], user_errors: tuple[type[BaseException], .
     try:
         fire.Fire(entry, serialize=lambda _: None)
     except (ConfigError, *user_errors) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
         sys.exit(2)
+
+
+def one_line(message: str) -> str:
+    """A user error's message on one line; for an error re-raised from a DataLoader worker (its message holds the
+    worker's traceback), the original message, which is the traceback's last line."""
+    if "Original Traceback" in message:
+        return message.strip().splitlines()[-1].split(": ", 1)[-1]
+    return " ".join(message.split())
