@@ -437,3 +437,10 @@ def test_report_action_table_from_results(tmp_path):
     assert rows["ReBias"][3:] == ["24.0 ± – (n=1)", "22.4", "+1.6"]
     assert rows["RUBi"] == ["–", "23.6", "–", "–", "13.4", "–"]
     assert "Biased (Kinetics-10)" in built.markdown and (tmp_path / "report" / "action_table.csv").exists()
+
+
+@pytest.mark.slow
+def test_same_seed_same_metrics_with_loader_workers(tmp_path, action_data):
+    first = run_main(tmp_path / "a", action_data, num_workers=2)
+    second = run_main(tmp_path / "b", action_data, num_workers=2)
+    assert first["metrics"] == second["metrics"] and first["history"][0]["train"] == second["history"][0]["train"]
