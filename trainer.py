@@ -385,8 +385,8 @@ class SeedStackedTrainer(Trainer):
         runs = []
         for index, (seed, seed_task) in enumerate(zip(self.config.seeds, self.task.seed_tasks, strict=True)):
             cells = {loader: for_seed(per_predictor, seed) for loader, per_predictor in final["cells"].items()}
-            history = [{**record, "metrics": for_seed(record["metrics"], seed), "train": for_seed(record["train"], seed)}
-                       for record in self.state.history]
+            history = [{**record, "metrics": for_seed(record["metrics"], seed),
+                        "train": for_seed(record["train"], seed)} for record in self.state.history]
             run = self._run_results(seed_task, for_seed(final["summary"], seed), cells, history, seed_task.config,
                                     self.method.seed_results_fields(index))
             runs.append({**run, "stacked_seeds": list(self.config.seeds)})

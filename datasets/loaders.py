@@ -91,6 +91,5 @@ class DeviceLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         non_blocking = self.device.type == "cuda"
-        for x, target, bias, index in self.loader:
-            yield Batch(x.to(self.device, non_blocking=non_blocking), target.to(self.device, non_blocking=non_blocking),
-                        bias.to(self.device, non_blocking=non_blocking), index.to(self.device, non_blocking=non_blocking))
+        for parts in self.loader:
+            yield Batch(*(part.to(self.device, non_blocking=non_blocking) for part in parts))

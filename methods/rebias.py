@@ -63,17 +63,22 @@ class ReBias(Method):
         self.inner = get_criterion(config.inner_criterion)(
             sigma_x=sigma_y, sigma_y=sigma_x, algorithm=config.hsic_alg, **task.criterion_extras).to(device)
         self.outer_includes_classification = not isinstance(self.outer, RbfHSIC)
+        self._build_optimizers(self.outer.parameters())
+        if self.uses_median_sigma:
+            self.update_sigmas(task.train_loader)
 
+    def _build_optimizers(self, criterion_params: Iterable[nn.Parameter]) -> None:
+        """f's optimiser (with the outer criteria's parameters unless ``--untrained_comparison_fc``), g's, and their
+        schedulers."""
+        config = self.config
         f_params = list(self.f_net.parameters())
         if not config.untrained_comparison_fc:
-            f_params += list(self.outer.parameters())
+            f_params += list(criterion_params)
         g_params = [p for g in self.g_nets for p in g.parameters()]
         self.f_optimizer = build_optimizer(config.optim, f_params, config.lr, config.weight_decay)
         self.g_optimizer = build_optimizer(config.optim, g_params, config.lr, config.weight_decay)
         self.f_scheduler = build_scheduler(config.scheduler, self.f_optimizer, config.n_epochs, config.lr_step_size)
         self.g_scheduler = build_scheduler(config.scheduler, self.g_optimizer, config.n_epochs, config.lr_step_size)
-        if self.uses_median_sigma:
-            self.update_sigmas(task.train_loader)
 
     # ----------------------------------------------------------------------------------------------- schedule
     def phases(self) -> list[Phase]:

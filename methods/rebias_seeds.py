@@ -22,7 +22,6 @@ from datasets.tensor_loader import Batch
 from methods.base import Phase
 from methods.rebias import ReBias
 from models.mnist_models import SeedStackedConvNet
-from optims import build_optimizer, build_scheduler
 from tasks.biased_mnist import SeedStackedBiasedMNISTTask
 from utils.distributed import prepare_network, unwrap
 from utils.seed import seed_everything, seed_key
@@ -48,15 +47,7 @@ class SeedStackedReBias(ReBias):
         self.outers = nn.ModuleList([member.outer for member in members])
         self.inners = nn.ModuleList([member.inner for member in members])
         self.outer_includes_classification = members[0].outer_includes_classification
-
-        f_params = list(self.f_net.parameters())
-        if not config.untrained_comparison_fc:
-            f_params += list(self.outers.parameters())
-        g_params = [p for g in self.g_nets for p in g.parameters()]
-        self.f_optimizer = build_optimizer(config.optim, f_params, config.lr, config.weight_decay)
-        self.g_optimizer = build_optimizer(config.optim, g_params, config.lr, config.weight_decay)
-        self.f_scheduler = build_scheduler(config.scheduler, self.f_optimizer, config.n_epochs, config.lr_step_size)
-        self.g_scheduler = build_scheduler(config.scheduler, self.g_optimizer, config.n_epochs, config.lr_step_size)
+        self._build_optimizers(self.outers.parameters())
 
     def _stack(self, nets: list[nn.Module], device: torch.device) -> nn.Module:
         stacked = SeedStackedConvNet([unwrap(net) for net in nets])

@@ -1,4 +1,5 @@
-"""SimpleConvNet of ReBias' Biased MNIST experiments: f uses 7x7 kernels, g uses 1x1 kernels (sees pixel colour only)."""
+"""SimpleConvNet of ReBias' Biased MNIST experiments (f: 7x7 kernels; g: 1x1 kernels, it sees pixel colour only),
+and its seed-stacked form for training several seeds at once."""
 from __future__ import annotations
 
 import torch

@@ -209,7 +209,8 @@ def test_torchrun_two_processes(tmp_path, fake_mnist_root):
     assert result.stdout.count("results:") == 1
 
 
-@pytest.mark.parametrize("script", ["main_biased_mnist.py", "train_disent.py", "main_imagenet.py", "main_action.py", "test.py"])
+@pytest.mark.parametrize("script", ["main_biased_mnist.py", "train_disent.py", "main_imagenet.py", "main_action.py",
+                                    "test.py"])
 def test_help_lists_flags(script):
     result = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "--" in result.stdout and "Traceback" not in result.stderr
