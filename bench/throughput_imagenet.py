@@ -19,62 +19,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import SyntheticImageNetTask, time_steps  # noqa: E402
 from datasets.imagenet import NineClassImageNet  # noqa: E402
 from datasets.loaders import DeviceLoader  # noqa: E402
-from datasets.tensor_loader import Batch  # noqa: E402
 from experiment import resolve_device  # noqa: E402
 from main_imagenet import DEFAULTS  # noqa: E402
 from methods.rebias import ReBias  # noqa: E402
-from models.imagenet_models import BagNet18, ResNet18  # noqa: E402
-from tasks.base import Task  # noqa: E402
 from trainer import autocast_factory  # noqa: E402
 from utils.config import build_config  # noqa: E402
 from utils.seed import seed_everything  # noqa: E402
-
-
-class SyntheticImageNetTask(Task):
-    """The ImageNet task's networks with random device-resident batches (no files)."""
-
-    name = "imagenet"
-    num_classes = 9
-    num_biases = 9
-
-    def __init__(self, batch_size: int, image_size: int, device: torch.device, n_batches: int):
-        generator = torch.Generator().manual_seed(0)
-        self.batches = [Batch(torch.randn(batch_size, 3, image_size, image_size, generator=generator).to(device),
-                              torch.randint(0, 9, (batch_size,), generator=generator).to(device),
-                              torch.zeros(batch_size, dtype=torch.long, device=device),
-                              torch.arange(batch_size, device=device)) for _ in range(n_batches)]
-        self.train_loader = self.batches
-        self.eval_loaders = {}
-        self.criterion_extras = {"feat_dim": 512, "num_classes": 9}
-
-    def build_f(self) -> ResNet18:
-        return ResNet18(9)
-
-    def build_g(self) -> BagNet18:
-        return BagNet18(9)
-
-
-def measure_steps(method: ReBias, task: SyntheticImageNetTask, steps: int, warmup: int, device: torch.device,
-                  channels_last: bool) -> float:
-    """Seconds per training step over ``steps`` steps after ``warmup`` steps."""
-    phase = method.phases()[-1]
-    method.train()
-    total = 0.0
-    for step in range(warmup + steps):
-        batch = task.batches[step % len(task.batches)]
-        if channels_last:
-            batch = batch._replace(x=batch.x.contiguous(memory_format=torch.channels_last))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        method.training_step(batch, phase)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if step >= warmup:
-            total += time.perf_counter() - start
-    return total / steps
 
 
 def measure_loader(train_root: str, batch_size: int, image_size: int, num_workers: int, batches: int,
@@ -106,9 +59,10 @@ def main(device: str | None = None, image_size: int = 224, batch_size: int = 128
                                          "channels_last": channels_last, "compile": compile, **overrides},
                               untyped=("rbf_sigma_x", "rbf_sigma_y"))
         seed_everything(0)
-        task = SyntheticImageNetTask(batch_size, image_size, torch_device, n_batches=2)
+        task = SyntheticImageNetTask(config, torch_device, repeats=2)
         method = ReBias(config, task, torch_device, autocast)
-        seconds = measure_steps(method, task, steps, warmup, torch_device, channels_last)
+        seconds = time_steps(method, task.train_loader, method.phases()[-1], steps, warmup, torch_device,
+                             channels_last)
         base_seconds = base_seconds or seconds
         print(f"{label:30s} {batch_size / seconds:10.1f} img/s  step {1000 * seconds:9.1f} ms  "
               f"x{seconds / base_seconds:.2f} vs Vanilla", flush=True)
