@@ -72,6 +72,37 @@ def validate_common(config: Munch) -> None:
             "--resume takes no value, 'auto', or a checkpoint path")
 
 
+REBIAS_DEFAULTS: dict[str, Any] = {
+    "lr": 0.001,
+    "weight_decay": 1e-4,
+    "optim": "Adam",
+    "n_epochs": 80,
+    "lr_step_size": 20,
+    "scheduler": "StepLR",
+    "n_f_pretrain_epochs": 0,
+    "n_g_pretrain_epochs": 0,
+    "f_lambda_outer": 1.0,
+    "g_lambda_inner": 1.0,
+    "n_g_update": 1,
+    "update_g_cls": True,
+    "outer_criterion": "RbfHSIC",
+    "inner_criterion": "MinusRbfHSIC",
+    "rbf_sigma_scale_x": 1.0,
+    "rbf_sigma_scale_y": 1.0,
+    "rbf_sigma_x": 1,
+    "rbf_sigma_y": 1,
+    "update_sigma_per_epoch": False,
+    "sigma_update_sampling_rate": 0.25,
+    "hsic_alg": "unbiased",
+    "feature_pos": "post",
+    "n_g_nets": 1,
+    "untrained_comparison_fc": False,
+    "swap_inner_sigma": False,
+    **COMMON_DEFAULTS,
+}
+"""Flags of the f/g trainer (methods/rebias.py) shared by its entry scripts, at the original's Biased MNIST
+defaults; each entry script overrides the values its original script changes."""
+
 REBIAS_UNTYPED_FLAGS = ("rbf_sigma_x", "rbf_sigma_y")
 """Flags of the f/g trainer that take a number or a word ('median'), validated by :func:`validate_rebias`."""
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiment import (COMMON_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, print_rebias_results, run_experiment,
+from experiment import (REBIAS_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, print_rebias_results, run_experiment,
                         validate_rebias)
 from methods.rebias import rebias_method_name
 from models.action_models.resnet3d import STAGE_BLOCKS
@@ -53,6 +53,7 @@ from tasks.action import KINETICS_VAL_PROTOCOLS
 from utils.config import build_config, require, run_cli
 
 DEFAULTS: dict[str, Any] = {
+    **REBIAS_DEFAULTS,
     "train_root": None,
     "train_annotation_file": None,
     "eval_root": None,
@@ -74,37 +75,16 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 128,
     "num_classes": 10,
     "lr": 0.1,
-    "weight_decay": 1e-4,
-    "optim": "Adam",
     "n_epochs": 120,
-    "lr_step_size": 20,
     "scheduler": "CosineAnnealingLR",
-    "n_f_pretrain_epochs": 0,
-    "n_g_pretrain_epochs": 0,
-    "f_lambda_outer": 1.0,
-    "g_lambda_inner": 1.0,
-    "n_g_update": 1,
-    "update_g_cls": True,
-    "outer_criterion": "RbfHSIC",
-    "inner_criterion": "MinusRbfHSIC",
     "rbf_sigma_scale_x": 2.0,
     "rbf_sigma_scale_y": 0.5,
-    "rbf_sigma_x": 1,
-    "rbf_sigma_y": 1,
-    "update_sigma_per_epoch": False,
-    "sigma_update_sampling_rate": 0.25,
-    "hsic_alg": "unbiased",
-    "feature_pos": "post",
-    "n_g_nets": 1,
     "final_bottleneck_dim": 0,
     "resnet_depth": 18,
     "f_temporal_kernel_sizes": "33333",
     "g_temporal_kernel_sizes": "11111",
     "resnet_base_width": 32,
     "log_step": 10,
-    "untrained_comparison_fc": False,
-    "swap_inner_sigma": False,
-    **COMMON_DEFAULTS,
     "val_epoch_step": 20,
 }
 PAPER_COMMAND = ("python main_action.py --train_root {train_root} --train_annotation_file {train_annotation_file} "

@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from munch import Munch
-from experiment import (COMMON_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, parse_seeds, print_rebias_results,
+from experiment import (REBIAS_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, parse_seeds, print_rebias_results,
                         run_experiment, validate_rebias)
 from methods.rebias import rebias_method_name
 from trainer import SeedStackedTrainer
@@ -40,39 +40,14 @@ from utils.config import build_config, require, run_cli
 from utils.distributed import launched_by_torchrun
 
 DEFAULTS: dict[str, Any] = {
+    **REBIAS_DEFAULTS,
     "root": None,
     "batch_size": 256,
     "train_correlation": 0.999,
     "n_confusing_labels": 9,
-    "lr": 0.001,
-    "weight_decay": 1e-4,
-    "optim": "Adam",
-    "n_epochs": 80,
-    "lr_step_size": 20,
-    "scheduler": "StepLR",
-    "n_f_pretrain_epochs": 0,
-    "n_g_pretrain_epochs": 0,
-    "f_lambda_outer": 1.0,
-    "g_lambda_inner": 1.0,
-    "n_g_update": 1,
-    "update_g_cls": True,
-    "outer_criterion": "RbfHSIC",
-    "inner_criterion": "MinusRbfHSIC",
-    "rbf_sigma_scale_x": 1.0,
-    "rbf_sigma_scale_y": 1.0,
-    "rbf_sigma_x": 1,
-    "rbf_sigma_y": 1,
-    "update_sigma_per_epoch": False,
-    "sigma_update_sampling_rate": 0.25,
-    "hsic_alg": "unbiased",
-    "feature_pos": "post",
-    "n_g_nets": 1,
     "f_kernel_size": 7,
     "g_kernel_size": 1,
-    "untrained_comparison_fc": False,
-    "swap_inner_sigma": False,
     "seeds": None,
-    **COMMON_DEFAULTS,
 }
 PAPER_COMMAND = "python main_biased_mnist.py --root {root} --train_correlation {rho}"
 

@@ -34,12 +34,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiment import (COMMON_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, print_rebias_results, run_experiment,
+from experiment import (REBIAS_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, print_rebias_results, run_experiment,
                         validate_rebias)
 from methods.rebias import rebias_method_name
 from utils.config import build_config, require, run_cli
 
 DEFAULTS: dict[str, Any] = {
+    **REBIAS_DEFAULTS,
     "train_root": None,
     "val_root": None,
     "imageneta_root": None,
@@ -49,34 +50,14 @@ DEFAULTS: dict[str, Any] = {
     "num_classes": 9,
     "image_size": 224,
     "num_workers": 8,
-    "lr": 0.001,
-    "weight_decay": 1e-4,
-    "optim": "Adam",
     "n_epochs": 120,
     "lr_step_size": 30,
     "scheduler": "CosineAnnealingLR",
-    "n_f_pretrain_epochs": 0,
-    "n_g_pretrain_epochs": 0,
-    "f_lambda_outer": 1.0,
-    "g_lambda_inner": 1.0,
-    "n_g_update": 1,
-    "update_g_cls": True,
-    "outer_criterion": "RbfHSIC",
-    "inner_criterion": "MinusRbfHSIC",
-    "rbf_sigma_scale_x": 1.0,
-    "rbf_sigma_scale_y": 1.0,
     "rbf_sigma_x": "median",
     "rbf_sigma_y": "median",
     "update_sigma_per_epoch": True,
-    "sigma_update_sampling_rate": 0.25,
-    "hsic_alg": "unbiased",
-    "feature_pos": "post",
-    "n_g_nets": 1,
     "final_bottleneck_dim": 0,
     "log_step": 10,
-    "untrained_comparison_fc": False,
-    "swap_inner_sigma": False,
-    **COMMON_DEFAULTS,
 }
 PAPER_COMMAND = "python main_imagenet.py --train_root {train_root} --val_root {val_root}"
 

@@ -231,7 +231,7 @@ class Trainer:
                          f"data {100 * data_seconds / max(seconds, 1e-9):.2f}% of the time")
 
     def _check_finite(self, logs: dict[str, torch.Tensor], phase: Phase) -> dict[str, float]:
-        values = {key: float(value) for key, value in logs.items()}
+        values = dict(zip(logs, torch.stack([value.float() for value in logs.values()]).tolist()))
         bad = [key for key, value in values.items() if not math.isfinite(value)]
         if any_process(bool(bad), self.device):
             path = self.run_dir / f"nonfinite_step{self.state.global_step}.pth"
