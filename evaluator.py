@@ -10,7 +10,7 @@ ImageNet) gives K stacked (target, bias) tables; the cell-mean accuracy is then 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from itertools import islice
@@ -18,6 +18,7 @@ from itertools import islice
 import torch
 from torch import Tensor, nn
 
+from utils.config import resolve_limit
 from utils.distributed import all_reduce_sum, is_distributed
 
 
@@ -107,15 +108,22 @@ def multi_clip_scores(network: nn.Module, clips: Tensor) -> Tensor:
     return logits.float().softmax(dim=1).view(videos, num_clips, -1).sum(dim=1).log()
 
 
+def limited(loader: Collection, limit: int | float | None) -> Iterable:
+    """The loader's batches under ``--limit_eval_batches``: all (None), the first ``limit`` (an int) or that fraction
+    of them (a float in (0, 1]), as :func:`utils.config.resolve_limit` reads it."""
+    return loader if limit is None else islice(loader, resolve_limit(limit, len(loader)))
+
+
 @torch.no_grad()
-def evaluate(predictors: Mapping[str, nn.Module], loaders: Mapping[str, Iterable], num_classes: int,
-             num_biases: int, limit_batches: int | None = None,
+def evaluate(predictors: Mapping[str, nn.Module], loaders: Mapping[str, Collection], num_classes: int,
+             num_biases: int, limit_batches: int | float | None = None,
              autocast: AbstractContextManager | None = None) -> dict[str, dict[str, CellAccuracy]]:
     """Run every predictor in eval mode over every loader; returns ``{loader: {predictor: CellAccuracy}}``.
 
-    Loaders yield ``(x, target, bias, ...)``; a bias of shape (N, K) gives K stacked tables. Networks are put back
-    into their previous train/eval mode. Under torchrun each process evaluates its shard and the counts are summed
-    over processes.
+    Loaders yield ``(x, target, bias, ...)``; a bias of shape (N, K) gives K stacked tables. ``limit_batches`` caps
+    each loader's batches (a count or a fraction of its length, see :func:`limited`). Networks are put back into their
+    previous train/eval mode. Under torchrun each process evaluates its shard and the counts are summed over
+    processes.
     """
     modes = {name: net.training for name, net in predictors.items()}
     for net in predictors.values():
@@ -124,7 +132,7 @@ def evaluate(predictors: Mapping[str, nn.Module], loaders: Mapping[str, Iterable
     try:
         for loader_name, loader in loaders.items():
             cells: dict[str, CellAccuracy] = {}
-            for batch in islice(loader, limit_batches):
+            for batch in limited(loader, limit_batches):
                 x, targets, biases = batch[0], batch[1], batch[2]
                 if not cells:
                     num_tables = biases.shape[1] if biases.dim() == 2 else None

@@ -1,6 +1,9 @@
 """Shared plumbing of the entry scripts: device choice, run directory naming and one training run end to end."""
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -8,18 +11,21 @@ import torch
 from munch import Munch
 
 from criterions import CRITERIA
+from datasets.disent_data import DataMismatchError
 from datasets.image_io import UnreadableImageError
 from datasets.mnist_io import DataNotFoundError
 from methods import METHODS
+from methods.rebias import rebias_method_name
 from optims import OPTIMIZERS, SCHEDULERS
 from tasks import TASKS
-from trainer import NonFiniteLossError, Trainer, TrainingInterrupted, autocast_factory
+from trainer import CHECKPOINT_NAME, NonFiniteLossError, Trainer, TrainingInterrupted, autocast_factory
 from utils.io import CheckpointError
 from utils.config import ConfigError, require
 from utils.distributed import init_distributed, is_main_process, shutdown
 from utils.seed import seed_everything
 
-USER_ERRORS = (DataNotFoundError, UnreadableImageError, CheckpointError, TrainingInterrupted, NonFiniteLossError)
+USER_ERRORS = (DataNotFoundError, DataMismatchError, UnreadableImageError, CheckpointError, TrainingInterrupted,
+               NonFiniteLossError)
 """Errors caused by inputs or by the user (not bugs): the entry scripts print them as one line."""
 
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -32,6 +38,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "save_dir": "./checkpoints",
     "run_name": None,
     "resume": None,
+    "overwrite": False,
     "tensorboard": False,
     "wandb": False,
     "wandb_project": "debias",
@@ -41,6 +48,65 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "val_epoch_step": 1,
     "checkpoint_every_steps": None,
 }
+
+
+RUN_CONTROL_FLAGS = frozenset({
+    "save_dir", "run_name", "resume", "overwrite", "tensorboard", "wandb", "wandb_project", "progress",
+    "checkpoint_every_steps", "device", "deterministic", "channels_last", "compile", "num_workers", "log_step",
+    "root", "train_root", "val_root", "imageneta_root", "cluster_csv", "train_annotation_file", "eval_root",
+    "eval_annotation_file", "frame_folders",
+})
+"""Flags that do not change what a run trains or measures: where it runs and how it logs, checkpoints and resumes,
+and where the data are read from. Default run names leave them out."""
+
+MAX_RUN_NAME = 200
+"""Default run names longer than this replace their flag suffix by a hash of it (file names are limited)."""
+
+
+def _name_value(value: Any) -> str:
+    """A flag value as it appears in a run name: ``0.0001``, ``median``, ``True``; path-unsafe characters -> ``_``."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return re.sub(r"[^A-Za-z0-9.+-]", "_", text)
+
+
+def default_run_name(prefix: str, config: Mapping[str, Any], defaults: Mapping[str, Any],
+                     spelled: Iterable[str] = ()) -> str:
+    """``prefix`` followed by ``_<flag>-<value>`` for every flag that differs from ``defaults`` (in their order),
+    except :data:`RUN_CONTROL_FLAGS` and the ``spelled`` flags the prefix already names, so that two commands that
+    train or measure different things never share a default run name."""
+    skipped = RUN_CONTROL_FLAGS | set(spelled)
+    suffix = "".join(f"_{flag}-{_name_value(config[flag])}" for flag, default in defaults.items()
+                     if flag not in skipped and config[flag] != default)
+    if len(prefix) + len(suffix) > MAX_RUN_NAME:
+        suffix = "_flags-" + hashlib.sha1(suffix.encode()).hexdigest()[:12]
+    return prefix + suffix
+
+
+def rebias_run_name(prefix: str, config: Munch, defaults: Mapping[str, Any], spelled: Iterable[str] = ()) -> str:
+    """The default run name of the f/g trainer's entry scripts, without its ``_seed<k>``: ``prefix``, which spells
+    the method (:func:`methods.rebias.rebias_method_name`), then the flags that differ from ``defaults``."""
+    method_flags = ["outer_criterion"]
+    if rebias_method_name(config) == "Vanilla":
+        method_flags += ["f_lambda_outer", "g_lambda_inner"]
+    return default_run_name(prefix, config, defaults, {*spelled, *method_flags, "seed", "seeds"})
+
+
+def _continues_own_checkpoint(config: Munch) -> bool:
+    """Whether ``--resume`` continues the run from its own ``RUN_DIR/last.pth``."""
+    own = Path(config.save_dir) / config.run_name / CHECKPOINT_NAME
+    if not config.resume or not own.exists():
+        return False
+    return config.resume is True or config.resume == "auto" or Path(config.resume).resolve() == own.resolve()
+
+
+def refuse_finished_runs(config: Munch, results_paths: Iterable[Path]) -> None:
+    """Refuse to replace a finished run's ``results.json`` unless ``--overwrite`` is given or the run continues from
+    its own checkpoint (``--resume``)."""
+    if config.overwrite or _continues_own_checkpoint(config):
+        return
+    for path in results_paths:
+        require(not path.exists(), f"{path.parent} already holds a finished run (results.json): pass --overwrite to "
+                                   "replace it, --resume to continue it, or another --run_name or --save_dir")
 
 
 def resolve_device(requested: str | None) -> torch.device:
@@ -136,6 +202,7 @@ def run_experiment(task_name: str, method_name: str, config: Munch,
     """Seed, build the task and the method, train, and return the results (also written to ``results.json``).
 
     Under torchrun only the main process returns the results; the others return None."""
+    refuse_finished_runs(config, trainer_class.results_paths(config))
     device = init_distributed(resolve_device(config.device))
     config.device = str(device)
     seed_everything(config.seed, config.deterministic)

@@ -19,11 +19,13 @@ Flags (defaults as in the original code):
   --final_bottleneck_dim 0  (accepted for compatibility; unused, as in the original)
   --log_step 10             (accepted for compatibility; losses are logged every 10 steps)
   --untrained_comparison_fc False (original quirk: LearnedMixin/RUBi fc layers never trained)
-  --swap_inner_sigma False        (original quirk: inner HSIC kernel radii swapped under median radii)
+  --swap_inner_sigma False        (original quirk: inner HSIC(g, f) puts f's kernel radius on g, g's on f)
 Run control:
   --seed 0  --deterministic False  --device cuda|cpu (default: cuda if available)  --amp none|bf16
   --channels_last False  --compile False
-  --save_dir ./checkpoints  --run_name NAME (default: imagenet_<method>_seed<seed>)
+  --save_dir ./checkpoints  --run_name NAME (default: imagenet_<method><flags>_seed<seed>, where <flags> is
+            _<flag>-<value> for every flag that changes the result and differs from its default)
+  --overwrite False (replace a finished run's results.json; otherwise such a run is refused)
   --resume [auto|PATH]  --tensorboard  --wandb  --wandb_project debias  --progress True
   --limit_train_batches N  --limit_eval_batches N  --val_epoch_step 1
   --checkpoint_every_steps N (also write last.pth every N training steps; default: after every epoch only)
@@ -34,8 +36,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiment import (REBIAS_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, print_rebias_results, run_experiment,
-                        validate_rebias)
+from experiment import (REBIAS_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, print_rebias_results, rebias_run_name,
+                        run_experiment, validate_rebias)
 from methods.rebias import rebias_method_name
 from utils.config import build_config, require, run_cli
 
@@ -83,7 +85,8 @@ def main(**flags: Any) -> None:
     config = build_config(DEFAULTS, flags, untyped=REBIAS_UNTYPED_FLAGS)
     validate(config)
     method = rebias_method_name(config)
-    config.run_name = config.run_name or f"imagenet_{method}_seed{config.seed}"
+    name = rebias_run_name(f"imagenet_{method}", config, DEFAULTS)
+    config.run_name = config.run_name or f"{name}_seed{config.seed}"
     results = run_experiment("imagenet", "rebias", config)
     if results is None:
         return

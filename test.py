@@ -32,7 +32,8 @@ def checkpoint_path(pretrained_path: str, checkpoint: str) -> Path:
 
 def main(pretrained_path: str | None = None, dataset: str | None = None, percent: Any = None,
          data_dir: str | None = None, checkpoint: str = "best", device: str | None = None,
-         limit_eval_batches: int | None = None, out: str | None = None, **original_flags: Any) -> dict[str, Any]:
+         limit_eval_batches: int | float | None = None, out: str | None = None,
+         **original_flags: Any) -> dict[str, Any]:
     """Load, evaluate, print and write the metrics; other train.py flags are accepted and ignored, as originally."""
     require(pretrained_path is not None, "--pretrained_path is required (a run directory or a .pth file)")
     require(checkpoint in ("best", "last"), f"--checkpoint must be 'best' or 'last', got {checkpoint!r}")

@@ -12,16 +12,23 @@ Flags of the original train.py (defaults as there): --dataset cmnist|cifar10c|bf
   (accepted and ignored, as in the original: --momentum --target_attr_idx --bias_attr_idx --use_type0 --use_type1
    --model --log_freq)
   --save_freq 1000: last.pth (the resume point) is rewritten every save_freq steps, and after every evaluation.
-Here also: --batch_size (default: 256 cmnist/cifar10c, 64 bffhq; honoured), --select_on_test (the original's model
-selection on the test set; default: on the validation set), --seed, --device, --amp, --resume, --limit_train_batches,
---limit_eval_batches, --progress, --channels_last, --compile.
+Here also: --batch_size (default: 256 cmnist/cifar10c, 64 bffhq; honoured), --select_on valid|test|final (the model
+reported in results.json's "metrics": best on valid (default), best on test (the original's selection, also
+--select_on_test) or the last one; every evaluation stays in its "history"), --seed, --device, --amp, --resume,
+--limit_train_batches, --limit_eval_batches, --progress, --channels_last, --compile.
+Colored MNIST data: --palette hues|lff and --render lff|disent_figure say what the data are; generated data whose
+manifest records something else are refused. --backbone (default: the dataset's, mlp / resnet18; mlp_lff = LfF's
+100-100-100 MLP) and --drop_last (default True, as DisEnt's loader).
+--preset lff_paper: LfF's own Colored MNIST protocol (see PRESETS; flags given override it).
 Outputs: LOG_DIR/DATASET/EXP/{config.json, last.pth, best.pth, results.json}.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from datasets.lff_protocols import DEFAULT_PALETTE, DEFAULT_RENDERER, PALETTES, RENDERERS
 from experiment import COMMON_DEFAULTS, USER_ERRORS, run_experiment, validate_common
+from models.disent_models import DISENT_MODELS
 from tasks.disent import BATCH_SIZES, NUM_CLASSES
 from utils.config import build_config, require, run_cli
 
@@ -50,6 +57,12 @@ DEFAULTS: dict[str, Any] = {
     "train_vanilla": False,
     "train_lff": False,
     "select_on_test": False,
+    "select_on": None,
+    "preset": None,
+    "palette": DEFAULT_PALETTE,
+    "render": DEFAULT_RENDERER,
+    "backbone": None,
+    "drop_last": True,
     "momentum": 0.9,
     "target_attr_idx": 0,
     "bias_attr_idx": 1,
@@ -60,7 +73,18 @@ DEFAULTS: dict[str, Any] = {
     "save_freq": 1000,
     **COMMON_DEFAULTS,
 }
+PRESETS: dict[str, dict[str, Any]] = {
+    "lff_paper": {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 256, "num_steps": 235 * 100, "valid_freq": 235,
+                  "use_lr_decay": False, "backbone": "mlp_lff", "drop_last": False, "select_on": "final",
+                  "palette": "lff", "render": "lff"},
+}
+"""``--preset lff_paper``: LfF's own Colored MNIST protocol (alinlab/LfF ``config.py`` ``colored_mnist``, ``train.py``,
+``train_vanilla.py``): MLP 100-100-100, Adam lr 1e-3 without decay, batch 256 without drop_last, 235 x 100 steps,
+evaluation every 235 steps on the unbiased test split, the last model reported, on data made with
+``python -m datasets.make_disent_data cmnist --preset lff_paper``. Flags given on the command line override it."""
 PERCENTS = ("0.5pct", "1pct", "2pct", "5pct")
+SELECTIONS = ("valid", "test", "final")
+SUMMARY_METRICS = ("test", "test_cell_mean", "test_aligned", "test_conflicting", "valid")
 METHOD_FLAGS = {"train_ours": "disent", "train_vanilla": "vanilla_disent", "train_lff": "lff"}
 
 
@@ -83,21 +107,32 @@ def validate(config) -> str:
     require(len(chosen) == 1, "choose exactly one of --train_ours, --train_vanilla, --train_lff")
     for flag in ("num_steps", "valid_freq", "batch_size", "lr_decay_step", "save_freq"):
         require(config[flag] >= 1, f"--{flag} must be a positive integer, got {config[flag]}")
-    require(config.num_steps % config.valid_freq == 0,
-            f"--num_steps ({config.num_steps}) must be a multiple of --valid_freq ({config.valid_freq})")
     require(config.lr > 0, f"--lr must be positive, got {config.lr}")
     require(config.q > 0, f"--q must be positive, got {config.q}")
     require(0 <= config.ema_alpha <= 1, f"--ema_alpha must lie in [0, 1], got {config.ema_alpha}")
     return METHOD_FLAGS[chosen[0]]
 
 
+def validate_variant(config) -> None:
+    """One-line errors for the flags that say which data, network and selection a run uses."""
+    require(config.select_on in SELECTIONS, f"--select_on must be one of {SELECTIONS}, got {config.select_on!r}")
+    require(config.palette in PALETTES, f"--palette must be one of {PALETTES}, got {config.palette!r}")
+    require(config.render in RENDERERS, f"--render must be one of {RENDERERS}, got {config.render!r}")
+    require(config.backbone is None or config.backbone in DISENT_MODELS,
+            f"--backbone must be one of {sorted(DISENT_MODELS)}, got {config.backbone!r}")
+
+
 def main(**flags: Any) -> None:
     """Train one model; see the module docstring for the flags."""
-    config = build_config(DEFAULTS, flags, untyped=("percent",))
+    preset = flags.get("preset")
+    require(preset is None or preset in PRESETS, f"--preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    config = build_config({**DEFAULTS, **PRESETS.get(preset, {})}, flags, untyped=("percent",))
+    config.select_on = config.select_on or ("test" if config.select_on_test else "valid")
     config.percent = normalise_percent(config.percent)
     if config.batch_size is None and config.dataset in BATCH_SIZES:
         config.batch_size = BATCH_SIZES[config.dataset]
     method = validate(config)
+    validate_variant(config)
     config.checkpoint_every_steps = config.checkpoint_every_steps or config.save_freq
     config.save_dir = f"{config.log_dir}/{config.dataset}"
     config.run_name = config.run_name or config.exp
@@ -107,7 +142,7 @@ def main(**flags: Any) -> None:
     metrics = results["metrics"]
     print(f"{results['method']} on {config.dataset} {config.percent} (seed {config.seed}), selected by "
           f"{results['selected']['by'] if isinstance(results['selected'], dict) else 'final'}: "
-          + "  ".join(f"{key}={metrics[key]:.2f}" for key in ("test", "test_aligned", "test_conflicting", "valid")))
+          + "  ".join(f"{key}={metrics[key]:.2f}" for key in SUMMARY_METRICS if key in metrics))
     print(f"results: {config.save_dir}/{config.run_name}/results.json")
 
 

@@ -96,6 +96,11 @@ class Trainer:
         self._stop_signal: int | None = None
 
     # ------------------------------------------------------------------------------------------- public
+    @staticmethod
+    def results_paths(config: Munch) -> list[Path]:
+        """The ``results.json`` files a run with ``config`` writes."""
+        return [Path(config.save_dir) / config.run_name / "results.json"]
+
     def fit(self) -> dict[str, Any]:
         """Run every phase of the method (resuming if asked), then write and return ``results.json``'s content."""
         main_process = is_main_process()
@@ -133,6 +138,8 @@ class Trainer:
                 self.state.phase_index, self.state.epoch = phase_index, epoch + 1
                 if (epoch + 1) % self.config.val_epoch_step == 0 or epoch + 1 == phase.epochs:
                     self._evaluate_and_log(phase, epoch)
+                if epoch + 1 < phase.epochs:
+                    self.method.between_epochs(phase, self.task.train_loader)
                 self._save_checkpoint(self.run_dir / CHECKPOINT_NAME)
                 if self._stop_requested():
                     raise TrainingInterrupted(f"stopped by signal {self._stop_signal} after {phase.name} epoch "
@@ -154,19 +161,20 @@ class Trainer:
                 yield next(batches)
             pass_index, skip = pass_index + 1, 0
 
-    def _steps_per_epoch(self, phase: Phase) -> int:
-        if phase.steps_per_epoch is not None:
-            return phase.steps_per_epoch
-        return resolve_limit(self.config.limit_train_batches, len(self.task.train_loader))
+    def _steps_in_epoch(self, phase: Phase, epoch: int) -> int:
+        """Steps of epoch ``epoch`` of ``phase``: the phase's own (step-based) or one pass over the limited loader."""
+        steps = phase.steps_in_epoch(epoch)
+        return steps if steps is not None else resolve_limit(self.config.limit_train_batches,
+                                                             len(self.task.train_loader))
 
     def _train_epoch(self, phase_index: int, phase: Phase, epoch: int) -> None:
-        """One epoch (or its remainder after a mid-epoch resume): ``steps_per_epoch`` steps of the phase, by default
-        one pass over the (limited) training loader."""
+        """One epoch (or its remainder after a mid-epoch resume): the epoch's steps of the phase, by default one pass
+        over the (limited) training loader. Every epoch but a step-based phase's last has the length of the first."""
         state = self.state
         state.phase_index, state.epoch = phase_index, epoch
-        n_steps = self._steps_per_epoch(phase)
+        n_steps = self._steps_in_epoch(phase, epoch)
         first = state.batch_in_epoch
-        batches = self._batch_stream(phase_index, epoch * n_steps + first)
+        batches = self._batch_stream(phase_index, epoch * self._steps_in_epoch(phase, 0) + first)
         self.method.train()
         bar = tqdm(total=n_steps, initial=first, desc=f"{phase.name} {epoch + 1}/{phase.epochs}", unit="step",
                    disable=not (self.config.progress and is_main_process()), leave=False, dynamic_ncols=True)
@@ -369,6 +377,10 @@ class SeedStackedTrainer(Trainer):
     (``run_dir/last.pth``) for all seeds, evaluation per seed on that seed's own evaluation sets, and per seed the
     ``config.json`` and ``results.json`` a separate run would write, in ``SAVE_DIR/<config.seed_run_names[k]>``.
     ``run_dir/summary.json`` lists them."""
+
+    @staticmethod
+    def results_paths(config: Munch) -> list[Path]:
+        return [Path(config.save_dir) / name / "results.json" for name in config.seed_run_names]
 
     def _evaluate(self) -> dict[str, dict[str, CellAccuracy]]:
         cells: dict[str, dict[str, CellAccuracy]] = {}

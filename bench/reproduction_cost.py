@@ -193,7 +193,7 @@ def evaluations_per_run(phases: list[Phase], val_epoch_step: int) -> int:
 
 def phase_segments(method: Method, protocol: Protocol) -> list[Segment]:
     """One segment per phase with epochs (DisEnt's main phase is split where the swap starts)."""
-    segments = [Segment(phase, phase.epochs * (phase.steps_per_epoch or protocol.steps_per_epoch))
+    segments = [Segment(phase, phase.num_steps or phase.epochs * protocol.steps_per_epoch)
                 for phase in method.phases() if phase.epochs > 0]
     if isinstance(method, DisEnt):
         (main,) = segments
@@ -203,11 +203,11 @@ def phase_segments(method: Method, protocol: Protocol) -> list[Segment]:
 
 
 def sigma_update_seconds(method: Method, task: Task, protocol: Protocol, settings: Settings, scale: float) -> float:
-    """ReBias with median kernel radii recomputed after every main epoch (and once at start): their seconds per
-    run; 0 for other methods."""
+    """ReBias with median kernel radii recomputed once at start and between main epochs (not after the last): their
+    seconds per run; 0 for other methods."""
     if not (isinstance(method, ReBias) and method.uses_median_sigma and method.config.update_sigma_per_epoch):
         return 0.0
-    updates = 1 + next(phase.epochs for phase in method.phases() if phase.name == "main")
+    updates = max(1, next(phase.epochs for phase in method.phases() if phase.name == "main"))
     batches = sigma_batches(protocol.steps_per_epoch, method.config.sigma_update_sampling_rate)
     return updates * batches * scale * time_sigma_update(method, task.train_loader, settings.device)
 

@@ -14,6 +14,7 @@ For BFFHQ the test split keeps only bias-conflicting images, as the original cod
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -120,6 +121,49 @@ class DisEntDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, int, int, int]:
         image = load_rgb(self.files[index])
         return self.transform(image), int(self.targets[index]), int(self.biases[index]), index
+
+
+class DataMismatchError(ValueError):
+    """Generated data whose manifest contradicts what the flags say the data are (palette, renderer, valid split)."""
+
+
+def read_manifest(root: str | os.PathLike, dataset: str, percent: float | str) -> dict | None:
+    """The generator's manifest of one ratio's folder, or None for data without one (e.g. DisEnt's released data)."""
+    path = Path(root) / dataset / percent_dirname(percent) / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def cmnist_variant(manifest: dict) -> dict:
+    """The Colored MNIST choices a manifest records; manifests from before renderers existed used LfF's renderer."""
+    settings = manifest.get("settings", {})
+    return {"palette": settings.get("palette"), "render": settings.get("render", "lff"),
+            "n_valid": settings.get("n_valid")}
+
+
+def check_cmnist_variant(root: str | os.PathLike, percent: float | str, palette: str, render: str) -> dict | None:
+    """Refuse Colored MNIST data whose manifest names another palette or renderer than ``palette``/``render``;
+    return the recorded variant (None when the data have no manifest)."""
+    manifest = read_manifest(root, "cmnist", percent)
+    if manifest is None:
+        return None
+    variant = cmnist_variant(manifest)
+    path = Path(root) / "cmnist" / percent_dirname(percent) / "manifest.json"
+    for flag, wanted in (("palette", palette), ("render", render)):
+        if variant[flag] != wanted:
+            raise DataMismatchError(
+                f"'{path}' records {flag} '{variant[flag]}' but --{flag} is '{wanted}': pass --{flag} "
+                f"{variant[flag]}, or regenerate the data with python -m datasets.make_disent_data cmnist "
+                f"--{flag} {wanted}")
+    return variant
+
+
+def has_split(root: str | os.PathLike, dataset: str, split: str, percent: float | str) -> bool:
+    """Whether a split's folder exists (Colored MNIST generated with n_valid 0, LfF's protocol, has no valid)."""
+    try:
+        split_files(root, dataset, split, percent)
+    except DataNotFoundError:
+        return False
+    return True
 
 
 def load_split_tensor(root: str | os.PathLike, dataset: str, split: str,

@@ -6,14 +6,20 @@ milestones are ``m_c = round(n_c * cumsum(R_c))`` (numpy's half-to-even rounding
 dataset order gets bias ``min{j : m_c[j] > k}``, so bias labels form contiguous blocks and conflicting samples are
 spread evenly over the other C - 1 bias values.
 
-Colored MNIST: one colour per image, ``colour = clip(palette[bias] + N(0, 1)^3 * std, 0, 1)``, image =
-``colour * digit`` (foreground coloured, black background, anti-aliasing kept), truncated to uint8; ``std`` by LfF
-severity 1..5 is 0.05/0.02/0.01/0.005/0.002 (LfF's default severity 4: 0.005).
+Colored MNIST has two independent choices: the palette (the mean colour of every bias label) and the renderer
+(how a colour and a grey digit make an RGB image).
 
-Palettes: ``"hues"`` (the default) is the DisEnt figure's pure-hue palette (spec §3.3). DisEnt's released CMNIST,
-on which all DisEnt numbers (Table 1) were measured, uses these colours, not LfF's; since this module serves the
-DisEnt reproduction and the hues need no external file, they are the default. ``"lff"`` is LfF's ``colors.th``
-(a 10x3x1x1 float tensor) read from a caller-given path, for reproducing LfF's own Colored MNIST.
+Renderers (:data:`RENDERERS`):
+- ``"lff"`` (LfF's ``colorize``): one colour per image, ``colour = clip(palette[bias] + N(0, 1)^3 * std, 0, 1)``,
+  image = ``colour * digit`` (foreground coloured, black background, anti-aliasing kept), truncated to uint8;
+  ``std`` by LfF severity 1..5 is 0.05/0.02/0.01/0.005/0.002 (LfF's default severity 4: 0.005).
+- ``"disent_figure"``: what DisEnt's dataset figure (``assets/data.png``) shows: digit pixels of intensity
+  >= :data:`FIGURE_THRESHOLD` take the full palette colour, darker pixels stay grey (R = G = B = intensity, so 0 is
+  black), no colour noise. DisEnt's generator is not public: this is read off the figure, not off code.
+
+Palettes: ``"hues"`` (the default) is the pure-hue palette read off DisEnt's figure (spec §3.3). Only the palette is
+known to be that of DisEnt's released data; how DisEnt drew its images is not (see the renderers). ``"lff"`` is
+LfF's ``colors.th`` (a 10x3x1x1 float tensor) read from a caller-given path, for reproducing LfF's own Colored MNIST.
 
 Corrupted CIFAR-10 type0: class-ordered corruption list (bias id = index in :data:`TYPE0_CORRUPTIONS`), applied
 with LfF's ``severity + 1`` mapping to the CIFAR-10-C level (LfF's default severity 4 -> level 5).
@@ -46,7 +52,10 @@ HUES_PALETTE = np.array(
     dtype=np.uint8,
 )
 PALETTES = ("hues", "lff")
+RENDERERS = ("lff", "disent_figure")
+DEFAULT_RENDERER = "lff"
 DEFAULT_PALETTE = "hues"
+FIGURE_THRESHOLD = 100
 TYPE0_CORRUPTIONS = ("snow", "frost", "fog", "brightness", "contrast",
                      "spatter", "elastic", "jpeg", "pixelate", "saturate")
 
@@ -98,14 +107,19 @@ def palette_colours(palette: str = DEFAULT_PALETTE, colors_path: str | os.PathLi
     raise ValueError(f"unknown palette '{palette}', expected one of {PALETTES}")
 
 
-def colourise_digits(digits: np.ndarray, bias: np.ndarray, colours: np.ndarray, severity: int,
-                     rng: np.random.Generator) -> np.ndarray:
-    """LfF colour protocol: uint8 (N, H, W) digits -> uint8 (N, H, W, 3) with a noisy per-image foreground colour."""
-    if not 1 <= severity <= len(COLOUR_NOISE_STD):
-        raise ValueError(f"severity must lie in 1..{len(COLOUR_NOISE_STD)}, got {severity}")
+def _check_digits(digits: np.ndarray) -> np.ndarray:
     digits = np.asarray(digits)
     if digits.dtype != np.uint8 or digits.ndim != 3:
         raise ValueError(f"expected uint8 (N, H, W) digits, got {digits.dtype} {digits.shape}")
+    return digits
+
+
+def colourise_digits(digits: np.ndarray, bias: np.ndarray, colours: np.ndarray, severity: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """LfF's renderer: uint8 (N, H, W) digits -> uint8 (N, H, W, 3) with a noisy per-image foreground colour."""
+    if not 1 <= severity <= len(COLOUR_NOISE_STD):
+        raise ValueError(f"severity must lie in 1..{len(COLOUR_NOISE_STD)}, got {severity}")
+    digits = _check_digits(digits)
     noise = rng.standard_normal((len(digits), 3)).astype(np.float32) * np.float32(COLOUR_NOISE_STD[severity - 1])
     image_colours = np.clip(colours[np.asarray(bias)] + noise, 0.0, 1.0).astype(np.float32)
     coloured = np.empty(digits.shape + (3,), dtype=np.uint8)
@@ -113,6 +127,33 @@ def colourise_digits(digits: np.ndarray, bias: np.ndarray, colours: np.ndarray, 
         chunk = slice(start, start + COLOURISE_CHUNK)
         coloured[chunk] = image_colours[chunk, None, None, :] * digits[chunk, ..., None].astype(np.float32)
     return coloured
+
+
+def colour_by_threshold(digits: np.ndarray, bias: np.ndarray, colours: np.ndarray,
+                        threshold: int = FIGURE_THRESHOLD) -> np.ndarray:
+    """DisEnt-figure rendering: uint8 (N, H, W) digits -> uint8 (N, H, W, 3); pixels >= ``threshold`` take the
+    palette colour ``round(255 * colour)``, darker ones stay grey (R = G = B = intensity). No randomness."""
+    digits = _check_digits(digits)
+    palette = np.round(np.asarray(colours, dtype=np.float64) * 255).astype(np.uint8)
+    image_colours = palette[np.asarray(bias)][:, None, None, :]
+    grey = np.repeat(digits[..., None], 3, axis=-1)
+    return np.where(digits[..., None] >= threshold, image_colours, grey)
+
+
+def render_digits(render: str, digits: np.ndarray, bias: np.ndarray, colours: np.ndarray, severity: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Colour uint8 (N, H, W) digits with renderer ``render`` (module docstring); ``severity`` and ``rng`` only
+    matter for ``lff``'s colour noise."""
+    if render == "lff":
+        return colourise_digits(digits, bias, colours, severity, rng)
+    if render == "disent_figure":
+        return colour_by_threshold(digits, bias, colours)
+    raise ValueError(f"unknown renderer '{render}', expected one of {RENDERERS}")
+
+
+def colour_noise_std(render: str, severity: int) -> float:
+    """Standard deviation of the per-image colour noise a renderer adds (0 for ``disent_figure``)."""
+    return COLOUR_NOISE_STD[severity - 1] if render == "lff" else 0.0
 
 
 def corruption_level(severity: int) -> int:

@@ -1,14 +1,17 @@
 """Generate DisEnt's Colored MNIST and Corrupted CIFAR-10 (type0) folders with LfF's protocols (spec §3.1, §3.6).
 
     python -m datasets.make_disent_data cmnist --mnist_root ROOT --out OUT [--percents 0.5,1,2,5] [--seed 0]
-        [--palette hues|lff] [--colors_path PATH] [--severity 4] [--n_valid 5000] [--limit N]
+        [--palette hues|lff] [--render lff|disent_figure] [--colors_path PATH] [--severity 4] [--n_valid 5000]
+        [--limit N]
+    python -m datasets.make_disent_data cmnist --mnist_root ROOT --out OUT --preset lff_paper   (LfF's own data)
     python -m datasets.make_disent_data cifar10c --cifar_root ROOT --frost_dir DIR --out OUT [same options]
 
 Layout written under ``OUT`` (``OUT`` is DisEnt's ``--data_dir``)::
 
     OUT/<name>/<pct>/align/<target>/<idx>_<target>_<bias>.png      train, bias-aligned
     OUT/<name>/<pct>/conflict/<target>/<idx>_<target>_<bias>.png   train, bias-conflicting
-    OUT/<name>/<pct>/valid/<idx>_<target>_<bias>.png               cmnist (flat); cifar10c: valid/<target>/...
+    OUT/<name>/<pct>/valid/<idx>_<target>_<bias>.png               cmnist (flat); cifar10c: valid/<target>/...;
+                                                                   absent when n_valid is 0
     OUT/<name>/<pct>/manifest.json
     OUT/<name>/test/<target>/<idx>_<target>_<bias>.png             unbiased test, shared by all ratios
     OUT/<name>/test/manifest.json
@@ -17,8 +20,11 @@ Layout written under ``OUT`` (``OUT`` is DisEnt's ``--data_dir``)::
 into train and ``n_valid`` valid images (a seeded uniform draw, identical for every ratio); bias labels are then
 assigned with LfF's deterministic protocol separately in the train and valid parts (aligned ratio ``1 - pct/100``,
 so valid has the training ratio, as DisEnt's authors describe) and in the source test split (aligned ratio 0.1).
+With ``n_valid`` 0 the whole source train split is the training set and there is no valid split: LfF's own protocol,
+whose only evaluation split is the unbiased test split (``--preset lff_paper``: LfF palette and renderer, n_valid 0).
 Colour noise and corruptions draw from generators seeded by ``(seed, split, ratio)``, so the same seed gives
-byte-identical files. Each manifest records counts and a sha256 per split, the seed and the generator version.
+byte-identical files. Each manifest records counts and a sha256 per split, the seed, the generator version and the
+settings (Colored MNIST: palette, renderer, noise, n_valid), which train_disent.py and test.py check against their flags.
 """
 from __future__ import annotations
 
@@ -37,10 +43,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from datasets.lff_protocols import (COLOUR_NOISE_STD, DEFAULT_PALETTE, DEFAULT_SEVERITY, NUM_CLASSES, PERCENTS,
-                                    TEST_ALIGNED_RATIO, TYPE0_CORRUPTIONS, aligned_ratio, colourise_digits,
-                                    corrupt_type0, corruption_level, make_attr_labels, palette_colours,
-                                    percent_dirname)
+from datasets.lff_protocols import (DEFAULT_PALETTE, DEFAULT_SEVERITY, NUM_CLASSES, PERCENTS,
+                                    DEFAULT_RENDERER, TEST_ALIGNED_RATIO, TYPE0_CORRUPTIONS, aligned_ratio,
+                                    colour_noise_std, corrupt_type0, corruption_level, make_attr_labels,
+                                    palette_colours, percent_dirname, render_digits, RENDERERS)
 from datasets.mnist_io import DataNotFoundError, load_mnist
 
 GENERATOR_VERSION = "disent-data/1"
@@ -162,6 +168,8 @@ def generate(name: str, train_images: np.ndarray, train_targets: np.ndarray, tes
             bias = make_attr_labels(targets, ratio)
             rendered = render(train_images[part], bias, np.random.default_rng([seed, stream, _ratio_code(percent)]))
             if stream == STREAM_VALID:
+                if len(part) == 0:
+                    continue
                 splits["valid"] = write_images(group_dir / "valid", rendered, targets, bias, part,
                                                nested=nested_valid, description=f"{name} {group} valid")
                 continue
@@ -177,25 +185,40 @@ def _limited(images: np.ndarray, targets: np.ndarray, limit: int | None) -> tupl
     return (images, targets) if limit is None else (images[:limit], targets[:limit])
 
 
-def cmnist(mnist_root: str, out: str, percents: Any = PERCENTS, seed: int = 0, palette: str = DEFAULT_PALETTE,
-           colors_path: str | None = None, severity: int = DEFAULT_SEVERITY, n_valid: int = 5000,
-           limit: int | None = None, download: bool = False) -> str:
-    """Colored MNIST (LfF colour protocol, ``palette`` 'hues' or 'lff') in DisEnt's layout under ``out/cmnist``.
+CMNIST_PRESETS: dict[str, dict[str, Any]] = {
+    "lff_paper": {"palette": "lff", "render": "lff", "n_valid": 0, "severity": DEFAULT_SEVERITY},
+}
+"""Named data protocols: ``lff_paper`` is LfF's own Colored MNIST (``make_dataset.py``): its palette and colour
+noise, the whole MNIST train split for training and the MNIST test split (unbiased) for evaluation."""
 
-    ``limit`` keeps only the first ``limit`` images of each MNIST split (for quick tests).
+
+def cmnist(mnist_root: str, out: str, percents: Any = PERCENTS, seed: int = 0, palette: str = DEFAULT_PALETTE,
+           render: str = DEFAULT_RENDERER, colors_path: str | None = None, severity: int = DEFAULT_SEVERITY,
+           n_valid: int = 5000, limit: int | None = None, download: bool = False, preset: str | None = None) -> str:
+    """Colored MNIST (LfF's bias protocol; ``palette`` 'hues' or 'lff'; ``render`` 'lff' or 'disent_figure') in
+    DisEnt's layout under ``out/cmnist``. ``preset`` sets palette, renderer, severity and n_valid at once
+    (:data:`CMNIST_PRESETS`). ``limit`` keeps only the first ``limit`` images of each MNIST split (for quick tests).
     """
+    if preset is not None:
+        if preset not in CMNIST_PRESETS:
+            raise ValueError(f"unknown preset '{preset}', expected one of {sorted(CMNIST_PRESETS)}")
+        palette, render, n_valid, severity = (CMNIST_PRESETS[preset][key]
+                                              for key in ("palette", "render", "n_valid", "severity"))
     colours = palette_colours(palette, colors_path)
+    if render not in RENDERERS:
+        raise ValueError(f"unknown renderer '{render}', expected one of {RENDERERS}")
     train_x, train_y = load_mnist(mnist_root, train=True, download=download)
     test_x, test_y = load_mnist(mnist_root, train=False, download=download)
     train_x, train_y = _limited(train_x.numpy(), train_y.numpy(), limit)
     test_x, test_y = _limited(test_x.numpy(), test_y.numpy(), limit)
 
-    def render(digits: np.ndarray, bias: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return colourise_digits(digits, bias, colours, severity, rng)
+    def draw(digits: np.ndarray, bias: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return render_digits(render, digits, bias, colours, severity, rng)
 
-    settings = {"palette": palette, "colours": np.round(colours.astype(np.float64), 6).tolist(), "severity": severity,
-                "colour_noise_std": COLOUR_NOISE_STD[severity - 1], "n_valid": n_valid, "limit": limit}
-    root = generate("cmnist", train_x, train_y, test_x, test_y, render, out, parse_percents(percents), seed,
+    settings = {"palette": palette, "render": render, "colours": np.round(colours.astype(np.float64), 6).tolist(),
+                "severity": severity, "colour_noise_std": colour_noise_std(render, severity), "n_valid": n_valid,
+                "limit": limit}
+    root = generate("cmnist", train_x, train_y, test_x, test_y, draw, out, parse_percents(percents), seed,
                     n_valid, nested_valid=False, settings=settings)
     return str(root)
 

@@ -1,5 +1,6 @@
 """Bias-agnostic de-biasing of DisEnt's benchmarks: Vanilla, LfF (Nam et al., NeurIPS 2020) and DisEnt
-(Lee et al., NeurIPS 2021). All three are step-based: ``num_steps`` steps, evaluated every ``valid_freq`` steps.
+(Lee et al., NeurIPS 2021). All three are step-based: ``num_steps`` steps, evaluated every ``valid_freq`` steps
+and after the last one (``num_steps`` need not be a multiple of ``valid_freq``, as in the original).
 
 LfF: a biased network f_b trained with GCE and a de-biased f_d trained with per-sample weights
     W(x) = L_b(x) / (L_b(x) + L_d(x))                                      (LfF Eq. 3)
@@ -39,14 +40,15 @@ class StepBasedMethod(Method):
         self.config = config
         self.networks = {name: prepare_network(net, device, config.channels_last, config.compile)
                          for name, net in networks.items()}
-        self.optimizers = {name: build_optimizer("Adam", net.parameters(), config.lr, config.weight_decay)
+        self.optimizers = {name: build_optimizer("Adam", net.parameters(), config.lr, config.weight_decay,
+                                                 fused=True)
                            for name, net in self.networks.items()}
         self.schedulers = {name: torch.optim.lr_scheduler.StepLR(opt, config.lr_decay_step, config.lr_gamma)
                            for name, opt in self.optimizers.items()}
         self.step = 0
 
     def phases(self) -> list[Phase]:
-        return [Phase("main", self.config.num_steps // self.config.valid_freq, self.config.valid_freq)]
+        return [Phase.of_steps("main", self.config.num_steps, self.config.valid_freq)]
 
     def _apply(self, loss: Tensor) -> None:
         """One backward pass, every optimiser steps; with ``--use_lr_decay`` the schedulers step from

@@ -57,11 +57,11 @@ class ReBias(Method):
                        for _ in range(config.n_g_nets)]
         self.networks = {"f": self.f_net, **{f"g_{i}": g for i, g in enumerate(self.g_nets)}}
 
-        sigma_x, sigma_y = self._fixed_sigmas()
-        self.outer = get_criterion(config.outer_criterion)(
-            sigma_x=sigma_x, sigma_y=sigma_y, algorithm=config.hsic_alg, **task.criterion_extras).to(device)
-        self.inner = get_criterion(config.inner_criterion)(
-            sigma_x=sigma_y, sigma_y=sigma_x, algorithm=config.hsic_alg, **task.criterion_extras).to(device)
+        self.outer = get_criterion(config.outer_criterion)(algorithm=config.hsic_alg,
+                                                           **task.criterion_extras).to(device)
+        self.inner = get_criterion(config.inner_criterion)(algorithm=config.hsic_alg,
+                                                           **task.criterion_extras).to(device)
+        self._assign_sigmas(self.outer, self.inner, *self._fixed_sigmas())
         self.outer_includes_classification = not isinstance(self.outer, RbfHSIC)
         self._build_optimizers(self.outer.parameters())
         if self.uses_median_sigma:
@@ -87,11 +87,16 @@ class ReBias(Method):
                 Phase("main", self.config.n_epochs)]
 
     def end_epoch(self, phase: Phase, train_loader: Iterable) -> None:
+        """Step the learning-rate schedules (during pre-training only when there is no main phase, as originally)."""
         if phase.name == "main" or self.config.n_epochs == 0:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
                 self.f_scheduler.step()
                 self.g_scheduler.step()
+
+    def between_epochs(self, phase: Phase, train_loader: Iterable) -> None:
+        """With ``--update_sigma_per_epoch`` and median radii, recompute the radii after a main epoch's evaluation, as
+        the original: its train-mode pass updates BatchNorm statistics that the next evaluation sees."""
         if phase.name == "main" and self.config.update_sigma_per_epoch and self.uses_median_sigma:
             self.update_sigmas(train_loader)
 
@@ -107,6 +112,7 @@ class ReBias(Method):
         return self.config.rbf_sigma_x == "median"
 
     def _fixed_sigmas(self) -> tuple[float, float]:
+        """(sigma_f, sigma_g) before any median update: the numeric flags, or 1 and 1 until the median is computed."""
         if self.uses_median_sigma:
             return 1.0, 1.0
         return float(self.config.rbf_sigma_x), float(self.config.rbf_sigma_y)
@@ -152,8 +158,9 @@ class ReBias(Method):
             self._assign_sigmas(outer, inner, sigma_f, sigma_g)
 
     def _assign_sigmas(self, outer: nn.Module, inner: nn.Module, sigma_f: float, sigma_g: float) -> None:
-        """Outer HSIC(f, g) takes radii (sigma_f, sigma_g); inner HSIC(g, f) takes (sigma_g, sigma_f), or the
-        original's swapped (sigma_f, sigma_g) with ``--swap_inner_sigma``."""
+        """Outer HSIC(f, g) takes radii (sigma_f, sigma_g); inner HSIC(g, f) takes (sigma_g, sigma_f), or with
+        ``--swap_inner_sigma`` the original's (sigma_f, sigma_g), i.e. f's radius on g's features and g's on f's.
+        The one rule for numeric and median radii alike."""
         for criterion in (outer, inner):
             if isinstance(criterion, RbfHSIC):
                 criterion.sigma_x, criterion.sigma_y = sigma_f, sigma_g

@@ -45,6 +45,22 @@ class VanillaMLP(nn.Module):
         return self.classifier(self.extract(x))
 
 
+class LfFMLP(nn.Module):
+    """LfF's Colored MNIST ``MLP``: 2352 -> 100 -> 100 -> 100 (ReLU each) -> ``classifier`` Linear(100, C)."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.feature = nn.Sequential(nn.Linear(MLP_INPUT_DIM, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU(),
+                                     nn.Linear(100, 100), nn.ReLU())
+        self.classifier = nn.Linear(100, num_classes)
+
+    def extract(self, x: Tensor) -> Tensor:
+        return self.feature(_flatten_and_scale(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.extract(x))
+
+
 class DisEntMLP(nn.Module):
     """``MLP_DISENTANGLE``: the same 16-d feature stack as encoder and ``fc`` = Linear(32, C) on ``[z_i ; z_b]``."""
 
@@ -140,6 +156,7 @@ class DisEntPredictor(nn.Module):
 
 DISENT_MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": VanillaMLP,
+    "mlp_lff": LfFMLP,
     "mlp_disentangle": DisEntMLP,
     "resnet18": VanillaResNet18,
     "resnet18_disentangle": DisEntResNet18,

@@ -110,10 +110,11 @@ class SeedStackedConvNet(nn.Module):
         return {key: tensor.detach().clone() for key, tensor in state.items()}
 
     def unstack(self, seed_index: int) -> SimpleConvNet:
-        """A SimpleConvNet holding a copy of seed ``seed_index``'s network (same device and train/eval mode)."""
+        """A SimpleConvNet holding an exact copy of seed ``seed_index``'s network (same device, dtype and train/eval
+        mode)."""
         net = SimpleConvNet(self.num_classes, kernel_size=self.kernel_size, feature_pos=self.feature_pos)
-        net.load_state_dict(self.seed_state_dict(seed_index))
-        return net.to(self.fc_weight.device).train(self.training)
+        net.to(self.fc_weight.device, self.fc_weight.dtype).load_state_dict(self.seed_state_dict(seed_index))
+        return net.train(self.training)
 
 
 def _stack_convs(convs: list[nn.Conv2d], groups: int) -> nn.Conv2d:

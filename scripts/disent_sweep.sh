@@ -1,31 +1,51 @@
 #!/usr/bin/env bash
-# DisEnt Table 1 sweeps: `scripts/disent_sweep.sh DATASET METHOD` with DATASET in cmnist|cifar10c|bffhq and METHOD in
-# vanilla|lff|ours, over the ratios and seeds, with the hyper-parameters of the original scripts (disent_spec §2).
+# DisEnt Table 1 sweeps: `scripts/disent_sweep.sh DATASET "METHODS"` with DATASET in cmnist|cifar10c|bffhq and METHODS
+# one or more of vanilla|lff|ours (quoted, space-separated), over the ratios and seeds, with the hyper-parameters of
+# the original scripts (disent_spec §2), or with LfF's own protocol (PROTOCOL=lff_paper: train_disent.py's preset).
 #
 # Environment: DATA_DIR=dataset  LOG_DIR=results/disent  SEEDS="0 1 2 3 4"  PERCENTS=<all of the dataset>
-#   NUM_STEPS=50000  DEVICE=<auto>  EXTRA="<more flags>"  PYTHON=python
+#   NUM_STEPS=<the protocol's: 50000, or the preset's>  PROTOCOL=disent|lff_paper  DEVICE=<auto>
+#   JOBS=1 (runs in parallel; each gets THREADS=<cores / JOBS> intra-op threads)  EXTRA="<more flags>"
+#   REPORT=1 (0: no report at the end)  PYTHON=python
 # Runs whose results.json exists are skipped; an interrupted one is resumed (--resume auto). The report follows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATASET=${1:?usage: disent_sweep.sh cmnist|cifar10c|bffhq vanilla|lff|ours}
-METHOD=${2:?usage: disent_sweep.sh cmnist|cifar10c|bffhq vanilla|lff|ours}
+DATASET=${1:?usage: disent_sweep.sh cmnist|cifar10c|bffhq \"vanilla lff ours\"}
+METHODS=${2:?usage: disent_sweep.sh cmnist|cifar10c|bffhq \"vanilla lff ours\"}
 DATA_DIR=${DATA_DIR:-dataset}
 LOG_DIR=${LOG_DIR:-results/disent}
 SEEDS=${SEEDS:-"0 1 2 3 4"}
-NUM_STEPS=${NUM_STEPS:-50000}
+PROTOCOL=${PROTOCOL:-disent}
+NUM_STEPS=${NUM_STEPS:-}
 DEVICE=${DEVICE:-}
+JOBS=${JOBS:-1}
 EXTRA=${EXTRA:-}
+REPORT=${REPORT:-1}
 PYTHON=${PYTHON:-python}
+CORES=$(nproc 2>/dev/null || echo 1)
+THREADS=${THREADS:-$(( CORES / JOBS > 0 ? CORES / JOBS : 1 ))}
 
 case "$DATASET" in
   cmnist|cifar10c) PERCENTS=${PERCENTS:-"0.5pct 1pct 2pct 5pct"} ;;
   bffhq) PERCENTS=${PERCENTS:-"0.5pct"} ;;
   *) echo "unknown dataset '$DATASET' (cmnist, cifar10c, bffhq)" >&2; exit 2 ;;
 esac
+case "$PROTOCOL" in
+  disent|lff_paper) ;;
+  *) echo "unknown protocol '$PROTOCOL' (disent, lff_paper)" >&2; exit 2 ;;
+esac
 
-# Flags of the original scripts for one (dataset, ratio, method).
+# Flags of the original scripts for one (dataset, ratio, method); under PROTOCOL=lff_paper the preset sets them.
 method_flags() {
   local dataset=$1 percent=$2 method=$3 lr_vanilla lr_ours lambdas gamma=0.5
+  if [[ "$PROTOCOL" == lff_paper ]]; then
+    case "$method" in
+      vanilla) echo "--preset lff_paper --train_vanilla" ;;
+      lff) echo "--preset lff_paper --train_lff" ;;
+      *) echo "method '$method' has no lff_paper protocol (vanilla, lff)" >&2; return 1 ;;
+    esac
+    return
+  fi
   case "$dataset/$percent" in
     cmnist/*) lr_vanilla=0.01; lr_ours=0.01; lambdas="10 10 1" ;;
     cifar10c/0.5pct) lr_vanilla=0.001; lr_ours=0.0005; lambdas="1 1 1" ;;
@@ -44,23 +64,34 @@ method_flags() {
   esac
 }
 
-device_flag=()
-[[ -n "$DEVICE" ]] && device_flag=(--device "$DEVICE")
+common=(--dataset "$DATASET" --data_dir "$DATA_DIR" --log_dir "$LOG_DIR" --resume auto)
+[[ -n "$DEVICE" ]] && common+=(--device "$DEVICE")
+[[ -n "$NUM_STEPS" ]] && common+=(--num_steps "$NUM_STEPS")
+[[ "$JOBS" -gt 1 ]] && common+=(--progress False)
 
+jobs_file=$(mktemp)
+trap 'rm -f "$jobs_file"' EXIT
 for percent in $PERCENTS; do
-  flags=$(method_flags "$DATASET" "$percent" "$METHOD")
-  for seed in $SEEDS; do
-    exp="${DATASET}_${percent}_${METHOD}_seed${seed}"
-    if [[ -f "$LOG_DIR/$DATASET/$exp/results.json" ]]; then
-      echo "skip $exp: results.json exists"
-      continue
-    fi
-    echo "run  $exp"
-    # shellcheck disable=SC2086
-    $PYTHON train_disent.py --dataset "$DATASET" --percent "$percent" --exp "$exp" --seed "$seed" \
-      --data_dir "$DATA_DIR" --log_dir "$LOG_DIR" --num_steps "$NUM_STEPS" "${device_flag[@]}" --resume auto \
-      $flags $EXTRA
+  for method in $METHODS; do
+    flags=$(method_flags "$DATASET" "$percent" "$method")
+    for seed in $SEEDS; do
+      exp="${DATASET}_${percent}_${method}_seed${seed}"
+      if [[ -f "$LOG_DIR/$DATASET/$exp/results.json" ]]; then
+        echo "skip $exp: results.json exists"
+        continue
+      fi
+      echo "run  $exp"
+      printf '%s train_disent.py' "$PYTHON" >>"$jobs_file"
+      printf ' %q' "${common[@]}" >>"$jobs_file"
+      # shellcheck disable=SC2086
+      printf ' %q' --percent "$percent" --exp "$exp" --seed "$seed" $flags $EXTRA >>"$jobs_file"
+      printf '\n' >>"$jobs_file"
+    done
   done
 done
 
-$PYTHON scripts/report.py "$LOG_DIR" --out "$LOG_DIR/report" --skip_invalid
+OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS xargs -P "$JOBS" -I{} -d '\n' bash -c '{}' <"$jobs_file"
+
+if [[ "$REPORT" == 1 ]]; then
+  $PYTHON scripts/report.py "$LOG_DIR" --out "$LOG_DIR/report" --skip_invalid
+fi

@@ -3,6 +3,8 @@
 Usage::
 
     python scripts/report.py RESULTS_DIR --out OUT_DIR [--skip_invalid]
+    python scripts/report.py lff|cmnist RESULTS_DIR [--out OUT_DIR]     (Colored MNIST reproduction tables)
+    python scripts/report.py readme [--check]                           (README tables from the committed results/)
 
 The directory is walked recursively; every ``results.json`` is validated and grouped by task, method, setting
 (e.g. the train correlation rho) and seed. Each cell of a table is ``mean ± std (n=seeds)`` over seeds, with the
@@ -32,6 +34,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+REPO = Path(__file__).resolve().parents[1]
 RESULTS_FILENAME = "results.json"
 AVERAGE = "avg"
 MISSING = "–"
@@ -599,8 +602,46 @@ def build_report(results_dir: str | Path, out_dir: str | Path, skip_invalid: boo
     return Report(markdown="\n".join(sections), files=files)
 
 
+def reproduction_main(argv: list[str]) -> int:
+    """``report.py lff|cmnist RESULTS_DIR [--out DIR]``: the Colored MNIST reproduction tables, CSV and plots
+    (utils/cmnist_tables.py); ``report.py readme [--check]``: regenerate the README's generated tables from the
+    committed ``results/`` (``--check``: exit 1 if the README differs instead of writing it)."""
+    sys.path.insert(0, str(REPO))
+    from utils import cmnist_tables
+
+    parser = argparse.ArgumentParser(description=reproduction_main.__doc__)
+    parser.add_argument("which", choices=("lff", "cmnist", "readme"))
+    parser.add_argument("results_dir", nargs="?", default=None)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    if args.which == "readme":
+        readme = REPO / "README.md"
+        text = readme.read_text()
+        updated = cmnist_tables.regenerate_readme(text, REPO)
+        if args.check:
+            if updated != text:
+                print("error: README.md's generated tables differ from what results/ gives; run "
+                      "python scripts/report.py readme", file=sys.stderr)
+                return 1
+            return 0
+        readme.write_text(updated)
+        print("README.md regenerated" if updated != text else "README.md up to date", file=sys.stderr)
+        return 0
+    if args.results_dir is None:
+        parser.error("RESULTS_DIR is required")
+    out_dir = Path(args.out) if args.out is not None else Path(args.results_dir) / "report"
+    built = cmnist_tables.build(args.results_dir, out_dir, args.which)
+    print(built["markdown"])
+    print(f"{len(built['runs'])} runs; wrote the tables, CSV and plots to {out_dir}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status (1 with a one-line message on a :class:`ReportError`)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("lff", "cmnist", "readme"):
+        return reproduction_main(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results_dir", help="directory searched recursively for results.json files")
     parser.add_argument("--out", default=None, help="output directory (default: RESULTS_DIR/report)")

@@ -14,12 +14,13 @@ import torch
 from munch import Munch
 from torch import nn
 
-from datasets.disent_data import DisEntDataset, load_split_tensor
+from datasets.disent_data import DisEntDataset, check_cmnist_variant, has_split, load_split_tensor
 from datasets.loaders import DeviceLoader
 from datasets.tensor_loader import TensorLoader
 from evaluator import CellAccuracy
 from models.disent_models import DISENT_MODELS
 from tasks.base import Task
+from utils.config import ConfigError, require
 from utils.seed import derived_seed
 
 NUM_CLASSES = {"cmnist": 10, "cifar10c": 10, "bffhq": 2}
@@ -30,6 +31,15 @@ BACKBONES = {"cmnist": "mlp", "cifar10c": "resnet18", "bffhq": "resnet18"}
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [0, 1] (``ToTensor``, the only CMNIST transform)."""
     return images.float().div_(255.0)
+
+
+def selection_of(select_on: str, splits: list[str]) -> tuple[str, str] | None:
+    """The trainer's model selection for ``--select_on valid|test|final`` (None = the final model)."""
+    if select_on == "final":
+        return None
+    require(select_on in splits, f"--select_on {select_on}: this data set has no {select_on} split "
+                                 f"(generated with n_valid 0?); use --select_on final or test")
+    return select_on, "f"
 
 
 def aligned_conflicting_accuracy(cells: CellAccuracy) -> tuple[float, float]:
@@ -51,26 +61,30 @@ class DisEntTask(Task):
         self.name = f"disent_{dataset}"
         self.num_classes = self.num_biases = NUM_CLASSES[dataset]
         self.criterion_extras = {}
-        self.selection = ("test" if config.select_on_test else "valid", "f")
         root, percent = config.data_dir, config.percent
         batch_size = config.batch_size
+        self.data_variant = None
         if dataset == "cmnist":
+            self.data_variant = check_cmnist_variant(root, percent, config.palette, config.render)
+            splits = [split for split in ("valid", "test") if split == "test" or has_split(root, dataset, split, percent)]
+            self.selection = selection_of(config.select_on, splits)
             images, targets, biases = (t.to(device) for t in load_split_tensor(root, dataset, "train", percent))
             self.train_loader = TensorLoader(images, targets, biases, batch_size, shuffle=True,
                                              transform=to_unit_range, seed=derived_seed(config.seed, 1),
-                                             drop_last=True)
+                                             drop_last=config.drop_last)
             self.eval_loaders = {}
-            for split in ("valid", "test"):
+            for split in splits:
                 images, targets_split, biases_split = (t.to(device) for t in load_split_tensor(root, dataset, split,
                                                                                                percent))
                 self.eval_loaders[split] = TensorLoader(images, targets_split, biases_split, batch_size,
                                                         shuffle=False, transform=to_unit_range)
             self.train_targets = targets
         else:
+            self.selection = selection_of(config.select_on, ["valid", "test"])
             train = DisEntDataset(root, dataset, "train", percent)
             self.train_loader = DeviceLoader(train, batch_size, shuffle=True, device=device,
                                              seed=derived_seed(config.seed, 1), num_workers=config.num_workers,
-                                             drop_last=True)
+                                             drop_last=config.drop_last)
             self.eval_loaders = {split: DeviceLoader(DisEntDataset(root, dataset, split, percent), batch_size,
                                                      shuffle=False, device=device, num_workers=config.num_workers)
                                  for split in ("valid", "test")}
@@ -78,7 +92,11 @@ class DisEntTask(Task):
 
     def build_model(self, disentangle: bool) -> nn.Module:
         """The dataset's backbone: MLP (Colored MNIST) or ResNet18 from scratch, vanilla or DisEnt variant."""
-        name = BACKBONES[self.config.dataset] + ("_disentangle" if disentangle else "")
+        backbone = self.config.backbone or BACKBONES[self.config.dataset]
+        name = backbone + ("_disentangle" if disentangle else "")
+        if name not in DISENT_MODELS:
+            raise ConfigError(f"--backbone {backbone} has no {'DisEnt' if disentangle else 'vanilla'} variant "
+                              f"(models: {sorted(DISENT_MODELS)})")
         return DISENT_MODELS[name](self.num_classes)
 
     def extra_metrics(self, loader_name: str, cells: CellAccuracy) -> dict[str, float]:
@@ -88,5 +106,8 @@ class DisEntTask(Task):
         return {key: value for key, value in metrics.items() if not math.isnan(value)}
 
     def results_fields(self) -> dict[str, Any]:
-        return {"dataset": self.config.dataset, "percent": float(str(self.config.percent).removesuffix("pct"))}
+        fields = {"dataset": self.config.dataset, "percent": float(str(self.config.percent).removesuffix("pct"))}
+        if self.data_variant is not None:
+            fields["data_variant"] = self.data_variant
+        return fields
 

@@ -77,3 +77,12 @@ def test_evaluate_restores_train_mode():
     result = evaluate({"f": net}, {"set": loader}, num_classes=2, num_biases=1)
     assert net.training
     assert int(result["set"]["f"].total.sum()) == 3
+
+
+@pytest.mark.parametrize("limit, batches", [(None, 8), (3, 3), (20, 8), (0.5, 4), (0.3, 2), (0.01, 1), (1.0, 8)])
+def test_evaluate_limit_is_a_count_or_a_fraction_of_each_loader(limit, batches):
+    """--limit_eval_batches as in Lightning: an int caps the batches, a float in (0, 1] takes that share."""
+    net = torch.nn.Linear(1, 2)
+    loader = [(torch.ones(2, 1), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))] * 8
+    result = evaluate({"f": net}, {"set": loader}, num_classes=2, num_biases=1, limit_batches=limit)
+    assert int(result["set"]["f"].total.sum()) == 2 * batches

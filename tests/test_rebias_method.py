@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from experiment import REBIAS_UNTYPED_FLAGS
 from main_biased_mnist import DEFAULTS
 from methods.rebias import ReBias, rebias_method_name
 from tasks.biased_mnist import BiasedMNISTTask
@@ -9,7 +10,8 @@ from utils.config import build_config
 
 
 def build(root, **flags):
-    config = build_config(DEFAULTS, {"root": str(root), "batch_size": 16, "f_kernel_size": 3, **flags})
+    config = build_config(DEFAULTS, {"root": str(root), "batch_size": 16, "f_kernel_size": 3, **flags},
+                          untyped=REBIAS_UNTYPED_FLAGS)
     torch.manual_seed(0)
     task = BiasedMNISTTask(config, torch.device("cpu"))
     return ReBias(config, task, torch.device("cpu")), task
@@ -62,3 +64,17 @@ def test_rebias_step_logs_hsic_and_f_forwarded_once(fake_mnist_root, monkeypatch
     assert len(calls) == 1
     assert {"g_0_cls", "g_0_inner", "f_cls", "f_outer_g_0", "f_loss", "g_loss"} <= set(logs)
     assert logs["g_0_inner"].item() == pytest.approx(-logs["f_outer_g_0"].item(), rel=0.5)
+
+
+@pytest.mark.parametrize("swap, inner", [(False, (2.0, 1.0)), (True, (1.0, 2.0))])
+def test_swap_inner_sigma_swaps_numeric_radii_too(fake_mnist_root, swap, inner):
+    """HSIC(f, g) uses (sigma_x, sigma_y) = (1, 2); the inner HSIC(g, f) puts g's radius on g unless
+    --swap_inner_sigma asks for the original's f radius on g, for numeric radii as for median ones."""
+    method, _ = build(fake_mnist_root, rbf_sigma_x=1, rbf_sigma_y=2, swap_inner_sigma=swap)
+    sigmas = method.sigmas()
+    assert (sigmas["outer_sigma_x"], sigmas["outer_sigma_y"]) == (1.0, 2.0)
+    assert (sigmas["inner_sigma_x"], sigmas["inner_sigma_y"]) == inner
+    median, _ = build(fake_mnist_root, rbf_sigma_x="median", rbf_sigma_y="median", swap_inner_sigma=swap)
+    radii = median.sigmas()
+    swapped = (radii["inner_sigma_x"], radii["inner_sigma_y"]) == (radii["outer_sigma_x"], radii["outer_sigma_y"])
+    assert swapped is swap and radii["outer_sigma_x"] != radii["outer_sigma_y"]

@@ -73,9 +73,9 @@ def test_disent_extrapolation(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("fixed_timers")
 def test_imagenet_extrapolation(tmp_path: Path) -> None:
     # 4 methods x 3 seeds; 427 batches of 128 per epoch (54,600 images assumed); 120 epochs, LearnedMixin +30 of g
-    # pre-training; ReBias recomputes the median radii at start and after every epoch on 107 batches; evaluations
-    # every epoch and at the end (LearnedMixin: also after each pre-training epoch) on 2,100 + 787 images.
-    expected = 3 * (step_at(128) * 427 * (3 * 120 + 150) + 121 * 107 * SIGMA_BATCH * 128 / MAX_BATCH
+    # pre-training; ReBias recomputes the median radii at start and between epochs (120 times) on 107 batches;
+    # evaluations every epoch and at the end (LearnedMixin: also after each pre-training epoch) on 2,100 + 787 images.
+    expected = 3 * (step_at(128) * 427 * (3 * 120 + 150) + 120 * 107 * SIGMA_BATCH * 128 / MAX_BATCH
                     + (3 * 121 + 151) * (2_100 + 787) * EVAL_SAMPLE)
     assert COST_ESTIMATORS["imagenet"](tiny_settings(tmp_path), **TINY["imagenet"]) == pytest.approx(expected,
                                                                                                       rel=1e-12)

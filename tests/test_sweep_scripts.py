@@ -83,3 +83,42 @@ def test_sweep_stacks_unfinished_seeds_in_one_process(tmp_path):
     assert all("--seed" not in c and flag(c, "--resume") == "auto" for c in training)
     again = run_sweep(tmp_path, METHODS="ReBias", STACK_SEEDS="1", SEEDS="0 1 2")
     assert [c[0] for c in again] == ["scripts/report.py"]
+
+
+def run_disent_sweep(tmp_path: Path, methods: str, **env_overrides: str) -> list[list[str]]:
+    fake = tmp_path / "fake_python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    log = tmp_path / "calls.jsonl"
+    log.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHON": str(fake), "CALL_LOG": str(log), "LOG_DIR": str(tmp_path / "logs"),
+           "DATA_DIR": str(tmp_path / "data"), "SEEDS": "0 1", "PERCENTS": "1pct 5pct", **env_overrides}
+    result = subprocess.run(["bash", "scripts/disent_sweep.sh", "cmnist", methods], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_disent_sweep_lff_protocol_uses_the_preset_and_runs_jobs_in_parallel(tmp_path):
+    done = tmp_path / "logs" / "cmnist" / "cmnist_5pct_lff_seed1"
+    done.mkdir(parents=True)
+    (done / "results.json").write_text("{}")
+    calls = run_disent_sweep(tmp_path, "vanilla lff", PROTOCOL="lff_paper", JOBS="2", REPORT="0")
+    training = [c for c in calls if c[0] == "train_disent.py"]
+    names = sorted(flag(c, "--exp") for c in training)
+    assert len(names) == 2 * 2 * 2 - 1 and "cmnist_5pct_lff_seed1" not in names
+    lff = next(c for c in training if flag(c, "--exp") == "cmnist_1pct_lff_seed0")
+    assert flag(lff, "--preset") == "lff_paper" and "--train_lff" in lff and "--lr" not in lff
+    assert flag(lff, "--progress") == "False" and flag(lff, "--resume") == "auto"
+    assert all(c[0] != "scripts/report.py" for c in calls)
+
+
+def test_disent_sweep_original_flags_and_unknown_protocol(tmp_path):
+    calls = run_disent_sweep(tmp_path, "ours", SEEDS="3", PERCENTS="1pct", EXTRA="--render disent_figure")
+    (ours,) = [c for c in calls if c[0] == "train_disent.py"]
+    assert flag(ours, "--lr") == "0.01" and flag(ours, "--curr_step") == "10000" and flag(ours, "--seed") == "3"
+    assert flag(ours, "--lambda_dis_align") == "10" and flag(ours, "--render") == "disent_figure"
+    assert calls[-1][0] == "scripts/report.py"
+    bad = subprocess.run(["bash", "scripts/disent_sweep.sh", "cmnist", "lff"], cwd=REPO, capture_output=True,
+                         text=True, env={**os.environ, "PROTOCOL": "other"}, timeout=60)
+    assert bad.returncode == 2 and "unknown protocol" in bad.stderr

@@ -214,3 +214,67 @@ def test_torchrun_two_processes(tmp_path, fake_mnist_root):
 def test_help_lists_flags(script):
     result = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "--" in result.stdout and "Traceback" not in result.stderr
+
+
+MEDIAN = dict(SMALL, n_epochs=2, limit_train_batches=2, limit_eval_batches=1, rbf_sigma_x="median",
+              rbf_sigma_y="median", update_sigma_per_epoch=True)
+
+
+def test_median_radii_are_updated_after_each_evaluation_as_in_the_original(tmp_path, fake_mnist_root, monkeypatch):
+    """The original evaluates an epoch, then recomputes the radii (a train-mode pass that moves BatchNorm statistics):
+    no evaluation, the final one included, sees a radius pass made after its epoch's training."""
+    import trainer as trainer_module
+    from methods.rebias import ReBias
+
+    events = []
+    update_sigmas, evaluate = ReBias.update_sigmas, trainer_module.evaluate
+    monkeypatch.setattr(ReBias, "update_sigmas",
+                        lambda self, loader: events.append("radii") or update_sigmas(self, loader))
+    monkeypatch.setattr(trainer_module, "evaluate",
+                        lambda *args, **kwargs: events.append("evaluate") or evaluate(*args, **kwargs))
+    results = run_in_process(tmp_path, fake_mnist_root, **MEDIAN)
+    assert events == ["radii", "evaluate", "radii", "evaluate", "evaluate"]
+    assert results["final_metrics"] == results["history"][-1]["metrics"]["f"]
+
+
+class StopAfterCheckpoint(Exception):
+    """Stands for a crash right after a checkpoint was written."""
+
+
+def test_median_radii_run_resumed_after_an_epoch_matches_a_straight_run(tmp_path, fake_mnist_root, monkeypatch):
+    from trainer import Trainer
+
+    straight = run_in_process(tmp_path / "straight", fake_mnist_root, **MEDIAN)
+    save = Trainer._save_checkpoint
+
+    def crash_after_first_epoch(self, path):
+        save(self, path)
+        if self.state.epoch == 1:
+            raise StopAfterCheckpoint
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", crash_after_first_epoch)
+    with pytest.raises(StopAfterCheckpoint):
+        run_in_process(tmp_path / "resumed", fake_mnist_root, **MEDIAN)
+    monkeypatch.setattr(Trainer, "_save_checkpoint", save)
+    resumed = run_in_process(tmp_path / "resumed", fake_mnist_root, **dict(MEDIAN, resume=True))
+    for key in ("metrics", "sigmas", "per_cell_accuracy", "global_step"):
+        assert resumed[key] == straight[key], key
+    assert [record["train"] for record in resumed["history"]] == [record["train"] for record in straight["history"]]
+
+
+def test_fractional_limit_eval_batches_evaluates_that_share(tmp_path, fake_mnist_root):
+    """The audit's command (--limit_eval_batches 0.5, documented as allowed) crashed after the first epoch."""
+    results = run_in_process(tmp_path, fake_mnist_root, limit_train_batches=1, limit_eval_batches=0.5, n_epochs=1,
+                             batch_size=32, device="cpu", progress=False)
+    assert results["epoch"] == 1 and len(results["history"]) == 1
+    assert set(results["metrics"]) == {"biased", "unbiased", "rho0"}
+
+
+def test_shortened_run_summary_explains_near_chance_accuracy_and_gives_the_paper_figure():
+    config = main_biased_mnist.build_config(main_biased_mnist.DEFAULTS, {"root": "data", "train_correlation": 0.99,
+                                                                         "n_epochs": 2, "limit_train_batches": 40})
+    note = main_biased_mnist.shortened_run_note(config, "ReBias", [9.3])
+    assert "near chance" in note and "not a failure" in note and "88.1 % unbiased accuracy for ReBias" in note
+    assert note.endswith("python main_biased_mnist.py --root data --train_correlation 0.99")
+    learned = main_biased_mnist.shortened_run_note(config, "Vanilla", [55.0])
+    assert "near chance" not in learned and "89.1 %" in learned

@@ -122,6 +122,34 @@ def test_save_freq_checkpoints_between_evaluations(tmp_path, data_dir, monkeypat
     assert state["trainer"]["global_step"] == 20 and state["trainer"]["epoch_loss_sums"] == {}
 
 
+class StopAfterCheckpoint(Exception):
+    """Stands for a crash right after a checkpoint was written."""
+
+
+def test_num_steps_need_not_be_a_multiple_of_valid_freq_and_resume_inside_the_last_evaluation(
+        tmp_path, data_dir, monkeypatch):
+    """25 steps with --valid_freq 10: evaluations at steps 10, 20 and 25 (the original accepts any step count); a run
+    stopped inside the short last interval resumes to the same results."""
+    flags = dict(train_vanilla=True, num_steps=25, valid_freq=10, limit_eval_batches=1)
+    reference = train(tmp_path / "reference", data_dir, "run", **flags)
+    assert [record["step"] for record in reference["history"]] == [10, 20, 25]
+    assert reference["global_step"] == 25 and reference["final_metrics"] == reference["history"][-1]["metrics"]["f"]
+    original = Trainer._save_checkpoint
+
+    def crash_at_step_22(self, path):
+        original(self, path)
+        if self.state.global_step == 22:
+            raise StopAfterCheckpoint
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", crash_at_step_22)
+    with pytest.raises(StopAfterCheckpoint):
+        train(tmp_path / "resumed", data_dir, "run", save_freq=11, **flags)
+    monkeypatch.setattr(Trainer, "_save_checkpoint", original)
+    resumed = train(tmp_path / "resumed", data_dir, "run", save_freq=11, resume=True, **flags)
+    assert resumed["history"] == reference["history"] and resumed["metrics"] == reference["metrics"]
+    assert resumed["global_step"] == 25
+
+
 def test_flag_errors(tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "train_disent.py", *args], cwd=REPO, capture_output=True, text=True,
@@ -130,7 +158,7 @@ def test_flag_errors(tmp_path):
     for args, flag in ((["--train_ours", "--dataset", "mnist"], "--dataset"),
                        (["--train_ours", "--percent", "3pct"], "--percent"),
                        (["--dataset", "cmnist"], "--train_ours"),
-                       (["--train_ours", "--num_steps", "1000", "--valid_freq", "300"], "--num_steps")):
+                       (["--train_ours", "--num_steps", "0"], "--num_steps")):
         result = run(*args)
         assert result.returncode == 2 and flag in result.stderr and "Traceback" not in result.stderr
     missing = run("--train_ours", "--data_dir", str(tmp_path / "nothing"))

@@ -1,0 +1,310 @@
+"""Colored MNIST reproduction tables from ``results.json`` files: LfF's own table, DisEnt's table and the comparison
+of Colored MNIST renderings (palette:renderer variants) that decides DisEnt's data.
+
+Every protocol value of a run comes from its own ``results.json`` (the evaluation history and the final metrics):
+
+- ``best_test``: the highest test accuracy over the evaluations, i.e. model selection on the test set. It is the
+  protocol of DisEnt's code (its author confirmed it) and is flagged wherever it is shown.
+- ``last``: test accuracy after the last training step (LfF's code reports its last model).
+- ``best_valid``: test accuracy at the evaluation with the highest valid accuracy (ties: the later one); only for
+  data with a valid split (DisEnt's layout; its valid split has the training set's bias ratio).
+- ``worst_group``: the lowest (digit, colour) cell accuracy on the test split after the last step.
+
+The headline accuracy is plain test accuracy for DisEnt's protocol and the mean over the 10 x 10 (digit, colour)
+cells for LfF's (its "unbiased" accuracy). Only paper-length runs (the protocol's full step count, no limit flags)
+enter the tables; the others are counted in a footnote.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROTOCOL_STEPS = {"disent": 50_000, "lff_paper": 23_500}
+HEADLINE = {"disent": "test", "lff_paper": "test_cell_mean"}
+PERCENTS = (0.5, 1.0, 2.0, 5.0)
+METHODS = ("Vanilla", "LfF", "DisEnt")
+PROTOCOL_LABELS = {
+    "best_test": "best test ⚠ (selected on test; DisEnt's protocol)",
+    "last": "last step",
+    "best_valid": "best valid (selected on valid)",
+    "worst_group": "worst group, last step",
+}
+DISENT_PAPER = {
+    "Vanilla": {0.5: (35.19, 3.49), 1.0: (52.09, 2.88), 2.0: (65.86, 3.59), 5.0: (82.17, 0.74)},
+    "LfF": {0.5: (52.50, 2.43), 1.0: (61.89, 4.97), 2.0: (71.03, 1.57), 5.0: (84.79, 1.09)},
+    "DisEnt": {0.5: (65.22, 1.37), 1.0: (81.30, 0.70), 2.0: (84.79, 0.95), 5.0: (89.66, 1.09)},
+}
+"""DisEnt Table 1, Colored MNIST (mean, std): the spec's recollection (disent_spec §7), not verified against the PDF."""
+LFF_PAPER = {
+    "Vanilla": {5.0: (77.63, 0.44), 2.0: (62.29, 1.47), 1.0: (50.34, 0.16), 0.5: (35.34, 0.13)},
+    "LfF": {5.0: (85.39, 0.94), 2.0: (80.48, 0.45), 1.0: (74.01, 2.21), 0.5: (63.39, 1.97)},
+}
+"""LfF's Colored MNIST table (mean, std) by conflicting percentage: the spec's recollection, not verified."""
+
+
+@dataclass(frozen=True)
+class CMNISTRun:
+    """The numbers of one Colored MNIST run that the tables use."""
+
+    path: Path
+    method: str
+    percent: float
+    seed: int
+    protocol: str
+    variant: str
+    steps: int
+    paper_length: bool
+    values: dict[str, float | None]
+
+
+def _worst_group(per_cell: list[list[float | None]]) -> float | None:
+    cells = [value for row in per_cell for value in row if value is not None]
+    return min(cells) if cells else None
+
+
+def parse_run(path: Path) -> CMNISTRun | None:
+    """A Colored MNIST run of train_disent.py, or None for any other results.json."""
+    results = json.loads(Path(path).read_text())
+    if results.get("task") != "disent_cmnist":
+        return None
+    config = results["config"]
+    protocol = "lff_paper" if config.get("preset") == "lff_paper" else "disent"
+    variant_source = results.get("data_variant") or config
+    variant = f"{variant_source.get('palette', 'hues')}:{variant_source.get('render', 'lff')}"
+    key = HEADLINE[protocol]
+    history = [record["metrics"]["f"] for record in results["history"]]
+    best_valid = None
+    if history and "valid" in history[0]:
+        best_valid_record = max(reversed(history), key=lambda metrics: metrics["valid"])
+        best_valid = best_valid_record[key]
+    steps = int(results["global_step"])
+    paper_length = (steps == PROTOCOL_STEPS[protocol] and not config.get("limit_train_batches")
+                    and not config.get("limit_eval_batches"))
+    values = {"best_test": max(metrics[key] for metrics in history) if history else None,
+              "last": results["final_metrics"][key], "best_valid": best_valid,
+              "worst_group": _worst_group(results["per_cell_accuracy"]["test"])}
+    return CMNISTRun(Path(path), results["method"], float(results["percent"]), int(results["seed"]), protocol,
+                     variant, steps, paper_length, values)
+
+
+def load_runs(results_dir: str | Path) -> list[CMNISTRun]:
+    """Every Colored MNIST run under ``results_dir`` (recursively), sorted by path."""
+    runs = [parse_run(path) for path in sorted(Path(results_dir).rglob("results.json"))]
+    return [run for run in runs if run is not None]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """mean ± sample std (ddof 1) over seeds of one cell."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else math.nan
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if self.n > 1 else None
+
+    def format(self) -> str:
+        if not self.values:
+            return "–"
+        spread = f" ± {self.std:.2f}" if self.std is not None else ""
+        return f"{self.mean:.2f}{spread} (n={self.n})"
+
+
+def summarise(runs: list[CMNISTRun], protocol_value: str) -> dict[tuple[str, str, float], Summary]:
+    """``{(variant, method, percent): Summary}`` of one protocol value over the seeds of paper-length runs."""
+    grouped: dict[tuple[str, str, float], list[float]] = defaultdict(list)
+    for run in sorted(runs, key=lambda run: run.seed):
+        value = run.values[protocol_value]
+        if run.paper_length and value is not None:
+            grouped[(run.variant, run.method, run.percent)].append(value)
+    return {key: Summary(tuple(values)) for key, values in grouped.items()}
+
+
+def _paper(value: tuple[float, float] | None) -> str:
+    return "–" if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
+
+
+def _footnote(runs: list[CMNISTRun]) -> str:
+    shortened = [run for run in runs if not run.paper_length]
+    if not shortened:
+        return ""
+    return (f"\n{len(shortened)} shortened run(s) (fewer steps than the protocol's "
+            f"{', '.join(sorted({str(PROTOCOL_STEPS[run.protocol]) for run in shortened}))}) are not shown.\n")
+
+
+def _ratio_table(runs: list[CMNISTRun], variant: str, methods: tuple[str, ...], protocols: tuple[str, ...],
+                 paper: dict[str, dict[float, tuple[float, float]]], paper_label: str,
+                 header: tuple[str, ...]) -> str:
+    summaries = {protocol: summarise(runs, protocol) for protocol in protocols}
+    lines = ["| method | numbers | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
+    for method in methods:
+        lines.append(f"| {method} | {paper_label} | "
+                     + " | ".join(_paper(paper.get(method, {}).get(p)) for p in PERCENTS) + " |")
+        for protocol in protocols:
+            cells = [summaries[protocol].get((variant, method, percent), Summary(())).format() for percent in PERCENTS]
+            lines.append(f"| {method} | {PROTOCOL_LABELS[protocol]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def lff_table(runs: list[CMNISTRun]) -> str:
+    """LfF's own Colored MNIST table: unbiased (cell-mean) test accuracy, LfF's protocol, beside the paper."""
+    runs = [run for run in runs if run.protocol == "lff_paper"]
+    header = tuple(f"{100 - p:g} % aligned ({p:g} % conflicting)" for p in PERCENTS)
+    return _ratio_table(runs, "lff:lff", ("Vanilla", "LfF"), ("last", "best_test", "worst_group"), LFF_PAPER,
+                        "paper (LfF, recalled, unverified)", header) + _footnote(runs)
+
+
+def disent_table(runs: list[CMNISTRun], variant: str) -> str:
+    """DisEnt's Colored MNIST table for one data variant, every protocol, beside the paper."""
+    runs = [run for run in runs if run.protocol == "disent" and run.variant == variant]
+    header = tuple(f"{p:g} pct" for p in PERCENTS)
+    return _ratio_table(runs, variant, METHODS, ("best_test", "last", "best_valid", "worst_group"), DISENT_PAPER,
+                        "paper (DisEnt Table 1, recalled, unverified)", header) + _footnote(runs)
+
+
+def renderer_table(runs: list[CMNISTRun], percent: float = 1.0) -> str:
+    """Every data variant's DisEnt-protocol runs at one ratio: a row per (variant, method), a column per protocol."""
+    runs = [run for run in runs if run.protocol == "disent" and run.percent == percent]
+    variants = sorted({run.variant for run in runs})
+    protocols = ("best_test", "last", "best_valid", "worst_group")
+    summaries = {protocol: summarise(runs, protocol) for protocol in protocols}
+    lines = ["| palette:renderer | method | paper | " + " | ".join(PROTOCOL_LABELS[p] for p in protocols) + " |",
+             "|---|---|---|" + "---|" * len(protocols)]
+    for variant in variants:
+        for method in METHODS:
+            cells = [summaries[p].get((variant, method, percent), Summary(())).format() for p in protocols]
+            lines.append(f"| {variant} | {method} | {_paper(DISENT_PAPER[method].get(percent))} | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n" + _footnote(runs)
+
+
+def plot_accuracy_vs_ratio(runs: list[CMNISTRun], variant: str, protocol_value: str,
+                           paper: dict[str, dict[float, tuple[float, float]]], methods: tuple[str, ...],
+                           title: str, path: str | Path) -> None:
+    """Accuracy vs conflicting percentage per method (mean ± std over seeds), paper values as x markers."""
+    from matplotlib.figure import Figure
+
+    summaries = summarise(runs, protocol_value)
+    figure = Figure(figsize=(6, 4))
+    axes = figure.subplots()
+    for index, method in enumerate(methods):
+        colour = f"C{index}"
+        points = [(p, summaries[(variant, method, p)]) for p in PERCENTS if (variant, method, p) in summaries]
+        if points:
+            axes.errorbar([p for p, _ in points], [s.mean for _, s in points],
+                          yerr=[s.std or 0.0 for _, s in points], color=colour, marker="o", capsize=3,
+                          label=f"{method} (ours)")
+        published = [(p, value[0]) for p, value in sorted(paper.get(method, {}).items())]
+        axes.plot([p for p, _ in published], [v for _, v in published], linestyle="none", marker="x",
+                  markersize=9, color=colour, label=f"{method} (paper)")
+    axes.set_xscale("log")
+    axes.set_xticks(PERCENTS, [f"{p:g}" for p in PERCENTS])
+    axes.set_xlabel("bias-conflicting samples in training (%)")
+    axes.set_ylabel("unbiased test accuracy (%)")
+    axes.set_title(title, fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120, metadata={"Software": None})
+
+
+def write_csv(runs: list[CMNISTRun], path: str | Path) -> None:
+    """One row per run: its identity and every protocol value."""
+    columns = ("protocol", "variant", "method", "percent", "seed", "steps", "paper_length", *PROTOCOL_LABELS)
+    lines = [",".join(columns)]
+    for run in sorted(runs, key=lambda r: (r.protocol, r.variant, r.method, r.percent, r.seed)):
+        values = ["" if run.values[key] is None else f"{run.values[key]:.4f}" for key in PROTOCOL_LABELS]
+        lines.append(",".join([run.protocol, run.variant, run.method, f"{run.percent:g}", str(run.seed),
+                               str(run.steps), str(run.paper_length), *values]))
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def variants_of(runs: list[CMNISTRun]) -> list[str]:
+    return sorted({run.variant for run in runs if run.protocol == "disent"})
+
+
+def section_name(variant: str) -> str:
+    return f"disent_cmnist_{variant.replace(':', '_')}"
+
+
+def sections(runs: list[CMNISTRun], which: str) -> dict[str, str]:
+    """The markdown tables of ``which``: 'lff' (LfF's table) or 'cmnist' (renderers at 1 pct, DisEnt per variant)."""
+    if which == "lff":
+        return {"lff_cmnist": lff_table(runs)}
+    return {"cmnist_renderers_1pct": renderer_table(runs),
+            **{section_name(variant): disent_table(runs, variant) for variant in variants_of(runs)}}
+
+
+def build(results_dir: str | Path, out_dir: str | Path, which: str) -> dict[str, Any]:
+    """Write ``which`` ('lff' or 'cmnist') tables (markdown), CSV and plots into ``out_dir``; return the markdown."""
+    runs = load_runs(results_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = sections(runs, which)
+    if which == "lff":
+        plot_accuracy_vs_ratio([r for r in runs if r.protocol == "lff_paper"], "lff:lff", "last", LFF_PAPER,
+                               ("Vanilla", "LfF"), "LfF's Colored MNIST, LfF's protocol: last step",
+                               out / "lff_cmnist_unbiased_vs_ratio.png")
+    else:
+        for variant in variants_of(runs):
+            name = section_name(variant)
+            plot_accuracy_vs_ratio(runs, variant, "best_test", DISENT_PAPER, METHODS,
+                                   f"DisEnt Colored MNIST ({variant}): best test (paper protocol)",
+                                   out / f"{name}_best_test_vs_ratio.png")
+            plot_accuracy_vs_ratio(runs, variant, "last", DISENT_PAPER, METHODS,
+                                   f"DisEnt Colored MNIST ({variant}): last step",
+                                   out / f"{name}_last_vs_ratio.png")
+    write_csv(runs, out / f"{which}_runs.csv")
+    markdown = "".join(f"### {name}\n\n{table}\n" for name, table in tables.items())
+    (out / f"{which}_tables.md").write_text(markdown)
+    return {"sections": tables, "markdown": markdown, "runs": runs}
+
+
+README_SOURCES = {"lff_cmnist": ("results/lff_cmnist", "lff"), "cmnist_renderers_1pct": ("results/disent_cmnist", "cmnist")}
+"""Generated README blocks and the committed results they come from; ``disent_cmnist_<variant>`` blocks come from
+``results/disent_cmnist``."""
+BEGIN = "<!-- generated by `python scripts/report.py readme`: {name} -->"
+END = "<!-- end of generated block: {name} -->"
+
+
+def _source(name: str) -> tuple[str, str]:
+    if name in README_SOURCES:
+        return README_SOURCES[name]
+    if name.startswith("disent_cmnist_"):
+        return "results/disent_cmnist", "cmnist"
+    raise KeyError(f"no results source for the generated README block '{name}'")
+
+
+def regenerate_readme(text: str, repo: str | Path) -> str:
+    """``text`` with every generated block replaced by the table its committed results give now."""
+    cache: dict[tuple[str, str], dict[str, str]] = {}
+    out, position = [], 0
+    while (start := text.find("<!-- generated by `python scripts/report.py readme`: ", position)) != -1:
+        name = text[start:].split(": ", 1)[1].split(" -->", 1)[0]
+        begin, end = BEGIN.format(name=name), END.format(name=name)
+        stop = text.find(end, start)
+        if stop == -1:
+            raise ValueError(f"README block '{name}' has no end marker '{end}'")
+        directory, which = _source(name)
+        if (directory, which) not in cache:
+            cache[(directory, which)] = sections(load_runs(Path(repo) / directory), which)
+        tables = cache[(directory, which)]
+        if name not in tables:
+            raise KeyError(f"README block '{name}': no such table in {directory} (have {sorted(tables)})")
+        out.append(text[position:start] + begin + "\n\n" + tables[name] + "\n")
+        position = stop
+    out.append(text[position:])
+    return "".join(out)
