@@ -46,9 +46,10 @@ class CellAccuracy:
         table_offsets = torch.arange(columns.shape[1], device=columns.device) * (num_classes * num_biases)
         cells = (table_offsets + (targets * num_biases).unsqueeze(1) + columns).long().flatten()
         size = self.total.numel()
-        hits = (predictions == targets).long().unsqueeze(1).expand_as(columns).flatten()
+        hits = (predictions == targets).unsqueeze(1).expand_as(columns).flatten()
         self.total += torch.bincount(cells, minlength=size).view_as(self.total).cpu()
-        self.correct += torch.bincount(cells, weights=hits, minlength=size).long().view_as(self.correct).cpu()
+        # The hits' cells counted (bincount with weights has no deterministic CUDA kernel, see --deterministic).
+        self.correct += torch.bincount(cells[hits], minlength=size).view_as(self.correct).cpu()
 
     def tables(self) -> list["CellAccuracy"]:
         """One (classes x biases) table per bias labelling (a single one for 1-D biases)."""

@@ -18,7 +18,7 @@ from evaluator import evaluate
 from experiment import USER_ERRORS, resolve_device
 from methods import METHODS
 from tasks import TASKS
-from train_disent import normalise_percent, validate
+from train_disent import DEFAULTS, normalise_percent, validate
 from trainer import autocast_factory, summarise
 from utils.config import require, run_cli
 from utils.io import CheckpointError, atomic_write_json, load_checkpoint
@@ -39,7 +39,8 @@ def main(pretrained_path: str | None = None, dataset: str | None = None, percent
     require(checkpoint in ("best", "last"), f"--checkpoint must be 'best' or 'last', got {checkpoint!r}")
     path = checkpoint_path(pretrained_path, checkpoint)
     state = load_checkpoint(path)
-    config = Munch(state["config"])
+    # checkpoints from before --select_on, --palette and --render existed: the values they implied
+    config = Munch({**DEFAULTS, "select_on": "valid", "palette": "hues", "render": "lff", **state["config"]})
     if not str(state["meta"].get("task", "")).startswith("disent_"):
         raise CheckpointError(f"'{path}' was not written by train_disent.py (task {state['meta'].get('task')!r})")
     for flag, value in (("dataset", dataset), ("percent", None if percent is None else normalise_percent(percent))):

@@ -6,6 +6,7 @@
 
 Flags of the original train.py (defaults as there): --dataset cmnist|cifar10c|bffhq  --percent 0.5pct|1pct|2pct|5pct
   --exp debugging  --lr 1e-3  --weight_decay 0  --num_steps 50000  --valid_freq 500  --curr_step 0  --q 0.7
+  (any --num_steps: evaluations at every multiple of --valid_freq and after the last step)
   --lambda_dis_align 1  --lambda_swap_align 1  --lambda_swap 1  --ema_alpha 0.7  --use_lr_decay
   --lr_decay_step 10000  --lr_gamma 0.1  --log_dir ./log  --data_dir dataset  --num_workers 16
   --train_ours | --train_vanilla | --train_lff  --tensorboard  --wandb
@@ -15,7 +16,8 @@ Flags of the original train.py (defaults as there): --dataset cmnist|cifar10c|bf
 Here also: --batch_size (default: 256 cmnist/cifar10c, 64 bffhq; honoured), --select_on valid|test|final (the model
 reported in results.json's "metrics": best on valid (default), best on test (the original's selection, also
 --select_on_test) or the last one; every evaluation stays in its "history"), --seed, --device, --amp, --resume,
---limit_train_batches, --limit_eval_batches, --progress, --channels_last, --compile.
+--limit_train_batches, --limit_eval_batches, --progress, --channels_last, --compile, --overwrite (a finished run's
+results.json is never replaced without it; --resume from its own last.pth continues it).
 Colored MNIST data: --palette hues|lff and --render lff|disent_figure say what the data are; generated data whose
 manifest records something else are refused. --backbone (default: the dataset's, mlp / resnet18; mlp_lff = LfF's
 100-100-100 MLP) and --drop_last (default True, as DisEnt's loader).

@@ -295,15 +295,22 @@ class Trainer:
     def _run_results(self, task: Task, summary: dict[str, dict[str, float]],
                      cells: dict[str, dict[str, CellAccuracy]], history: list[dict[str, Any]], config: Munch,
                      method_fields: dict[str, Any]) -> dict[str, Any]:
-        """The content of one run's ``results.json``."""
+        """The content of one run's ``results.json``; its ``protocol`` (utils/protocol.py) says how much of the
+        paper's protocol the run trained (epochs of the last phase, or steps) and whether it is paper-length."""
+        from utils.protocol import run_protocol
+
         state = self.state
         phases = self.method.phases()
+        task_fields = task.results_fields()
+        last_phase_epochs = state.epoch if phases and state.phase_index == len(phases) - 1 else 0
         return {
             "task": task.name,
             "method": self.method.name,
-            **task.results_fields(),
+            **task_fields,
             "seed": config.seed,
             "epoch": phases[-1].epochs if phases else 0,
+            "protocol": run_protocol(task.name, config, epochs=last_phase_epochs, steps=state.global_step,
+                                     world_size=world_size(), data_variant=task_fields.get("data_variant")),
             "metrics": state.best["metrics"]["f"] if state.best else summary["f"],
             "final_metrics": summary["f"],
             "selected": ({key: state.best[key] for key in ("by", "phase", "epoch", "step", "value")}

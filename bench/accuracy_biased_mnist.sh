@@ -10,4 +10,5 @@ export RHOS=${RHOS:-"0.997 0.99"}
 export EPOCHS=${EPOCHS:-2}
 export G_PRETRAIN=${G_PRETRAIN:-1}
 export EXTRA=${EXTRA:-"--batch_size 64 --limit_train_batches 60 --limit_eval_batches 20 --progress False"}
+export REPORT_FLAGS=${REPORT_FLAGS:-"--include_shortened"}  # every run here is shortened: show them, labelled
 bash scripts/biased_mnist_table1.sh

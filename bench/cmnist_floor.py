@@ -11,9 +11,13 @@ the same run; their sum is the floor of a step, and ``steps x floor`` is the run
 with the real task (data on the device), the real Method and the real evaluation: ``steps x step time + evaluations
 x evaluation time``, split into data fetch, the training step and evaluation. With ``--results_dir`` the wall time
 recorded in committed results.json files is printed beside it. The target is a run within 1.5 x its floor.
+
+On a CPU every time is the process' CPU time (``time.process_time``), so other jobs sharing the cores do not
+inflate it; run with ``--threads 1`` to make CPU time equal compute time. On a GPU it is wall time.
 """
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import time
@@ -26,6 +30,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datasets.disent_data import cmnist_variant, read_manifest  # noqa: E402
 from evaluator import evaluate  # noqa: E402
 from experiment import resolve_device  # noqa: E402
 from methods import METHODS  # noqa: E402
@@ -43,14 +48,17 @@ CASES = {
 }
 
 
+CLOCK = time.process_time
+
+
 def time_call(function, repeats: int) -> float:
     """Median seconds of ``function()`` over ``repeats`` calls after one warm-up call."""
     function()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = CLOCK()
         function()
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
     return statistics.median(times)
 
 
@@ -87,18 +95,18 @@ def measure(name: str, data_dir: str, percent: str, steps: int, device: torch.de
     fetch = step = 0.0
     method.train()
     for index in range(steps + 5):
-        start = time.perf_counter()
+        start = CLOCK()
         try:
             batch = next(batches)
         except StopIteration:
             loader.set_epoch(index)
             batches = iter(loader)
             batch = next(batches)
-        fetched = time.perf_counter()
+        fetched = CLOCK()
         method.training_step(batch, phase)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        done = time.perf_counter()
+        done = CLOCK()
         if index >= 5:
             fetch += fetched - start
             step += done - fetched
@@ -114,8 +122,7 @@ def measure(name: str, data_dir: str, percent: str, steps: int, device: torch.de
 
 
 def _variant(data_dir: str, percent: str, config: Munch) -> tuple[str, str]:
-    from datasets.disent_data import cmnist_variant, read_manifest
-
+    """The palette and renderer the data's manifest records (the flags' defaults for data without one)."""
     manifest = read_manifest(data_dir, "cmnist", percent)
     if manifest is None:
         return config.palette, config.render
@@ -126,8 +133,6 @@ def _variant(data_dir: str, percent: str, config: Munch) -> tuple[str, str]:
 def recorded_wall_times(results_dir: str) -> dict[str, float]:
     """Median recorded wall seconds of paper-length runs per (protocol, method)."""
     times: dict[str, list[float]] = {}
-    import json
-
     for run in load_runs(results_dir):
         if run.paper_length:
             wall = json.loads(run.path.read_text())["wall_seconds"]
@@ -137,10 +142,14 @@ def recorded_wall_times(results_dir: str) -> dict[str, float]:
 
 def main(data_dir: str, percent: str = "1pct", steps: int = 300, device: str | None = None,
          threads: int | None = None, cases: str = ",".join(CASES), results_dir: str | None = None) -> None:
+    global CLOCK
     if threads is not None:
         torch.set_num_threads(threads)
     torch_device = resolve_device(device)
-    print(f"device {torch_device}, {torch.get_num_threads()} threads, {steps} timed steps per case")
+    if torch_device.type == "cuda":
+        CLOCK = time.perf_counter
+    print(f"device {torch_device}, {torch.get_num_threads()} threads, {steps} timed steps per case, "
+          f"{'CPU' if CLOCK is time.process_time else 'wall'} time")
     print(f"{'case':22s} {'step ms':>8s} {'data ms':>8s} {'eval s':>7s} {'floor ms':>9s} {'GFLOP/s':>8s} "
           f"{'run min':>8s} {'floor min':>9s} {'x floor':>8s}  where the time goes")
     names = cases.split(",") if isinstance(cases, str) else list(cases)

@@ -17,9 +17,11 @@ Renderers (:data:`RENDERERS`):
   >= :data:`FIGURE_THRESHOLD` take the full palette colour, darker pixels stay grey (R = G = B = intensity, so 0 is
   black), no colour noise. DisEnt's generator is not public: this is read off the figure, not off code.
 
-Palettes: ``"hues"`` (the default) is the pure-hue palette read off DisEnt's figure (spec §3.3). Only the palette is
-known to be that of DisEnt's released data; how DisEnt drew its images is not (see the renderers). ``"lff"`` is
-LfF's ``colors.th`` (a 10x3x1x1 float tensor) read from a caller-given path, for reproducing LfF's own Colored MNIST.
+Palettes: ``"lff"`` (the default) is LfF's ``colors.th`` (a 10x3x1x1 float tensor, read from a caller-given path or
+``../shared/reference/data/lff_resource/colors.th``); ``"hues"`` is the pure-hue palette read off DisEnt's figure
+(spec §3.3), which also seems to show how DisEnt drew its images (``disent_figure``). The default is the variant that
+reproduces DisEnt's Colored MNIST ordering and magnitudes best in this project's runs (README, "Colored MNIST
+reproduced"); DisEnt's released data cannot be downloaded here, so which variant they are remains unknown.
 
 Corrupted CIFAR-10 type0: class-ordered corruption list (bias id = index in :data:`TYPE0_CORRUPTIONS`), applied
 with LfF's ``severity + 1`` mapping to the CIFAR-10-C level (LfF's default severity 4 -> level 5).
@@ -54,7 +56,7 @@ HUES_PALETTE = np.array(
 PALETTES = ("hues", "lff")
 RENDERERS = ("lff", "disent_figure")
 DEFAULT_RENDERER = "lff"
-DEFAULT_PALETTE = "hues"
+DEFAULT_PALETTE = "lff"
 FIGURE_THRESHOLD = 100
 TYPE0_CORRUPTIONS = ("snow", "frost", "fog", "brightness", "contrast",
                      "spatter", "elastic", "jpeg", "pixelate", "saturate")

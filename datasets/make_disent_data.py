@@ -24,7 +24,8 @@ With ``n_valid`` 0 the whole source train split is the training set and there is
 whose only evaluation split is the unbiased test split (``--preset lff_paper``: LfF palette and renderer, n_valid 0).
 Colour noise and corruptions draw from generators seeded by ``(seed, split, ratio)``, so the same seed gives
 byte-identical files. Each manifest records counts and a sha256 per split, the seed, the generator version and the
-settings (Colored MNIST: palette, renderer, noise, n_valid), which train_disent.py and test.py check against their flags.
+settings (Colored MNIST: palette, renderer, noise, n_valid), which train_disent.py and test.py check against their
+flags.
 """
 from __future__ import annotations
 

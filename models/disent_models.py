@@ -85,10 +85,10 @@ class VanillaResNet18(ResNet):
         super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
 
     def extract(self, x: Tensor) -> Tensor:
-        """The 512-d globally pooled feature (``flatten(1)``, safe for a batch of one)."""
+        """The 512-d globally average-pooled feature (safe for a batch of one)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.avgpool(x).flatten(1)
+        return x.mean(dim=(2, 3))  # torchvision's AdaptiveAvgPool2d has no deterministic CUDA backward
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.extract(x))

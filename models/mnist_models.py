@@ -28,7 +28,6 @@ class SimpleConvNet(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2), nn.BatchNorm2d(c_out),
                        nn.ReLU(inplace=True)]
         self.extractor = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels[-1], num_classes)
         self.feature_pos = feature_pos
         self.kernel_size = kernel_size
@@ -45,7 +44,7 @@ class SimpleConvNet(nn.Module):
 
     def forward(self, x: Tensor, logits_only: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         feature_map = self.extractor(x)
-        pooled = self.pool(feature_map).flatten(1)
+        pooled = feature_map.mean(dim=(2, 3))  # AdaptiveAvgPool2d's CUDA backward is not deterministic
         logits = self.fc(pooled)
         if logits_only:
             return logits

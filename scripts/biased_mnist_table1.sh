@@ -6,6 +6,7 @@
 #   RHOS="0.999 0.997 0.995 0.99"  METHODS="Vanilla LearnedMixin RUBi ReBias"  G_PRETRAIN=5
 #   EXTRA="<more flags for every run, e.g. --limit_train_batches 50>"  PYTHON=python
 #   STACK_SEEDS=0 (1: the unfinished seeds of a method and rho train in one process, main_biased_mnist.py --seeds)
+#   REPORT_FLAGS="" (e.g. --include_shortened: the report also shows runs shorter than the paper's, labelled)
 # A run whose results.json exists is skipped; one with only last.pth is resumed, so an interrupted sweep resumes.
 # A Vanilla run also gives the "Biased" column (its g network).
 set -euo pipefail
@@ -22,6 +23,7 @@ G_PRETRAIN=${G_PRETRAIN:-5}
 EXTRA=${EXTRA:-}
 STACK_SEEDS=${STACK_SEEDS:-0}
 PYTHON=${PYTHON:-python}
+REPORT_FLAGS=${REPORT_FLAGS:-}
 
 method_flags() {
   case "$1" in
@@ -70,4 +72,5 @@ for method in $METHODS; do
   done
 done
 
-$PYTHON scripts/report.py "$OUT" --out "$OUT/report"
+# shellcheck disable=SC2086
+$PYTHON scripts/report.py "$OUT" --out "$OUT/report" $REPORT_FLAGS

@@ -2,16 +2,16 @@
 # DisEnt Table 1, Colored MNIST rows (Vanilla, LfF, DisEnt x ratios x seeds) for one or more data variants
 # (palette:renderer), generating each variant's data first when absent, then the report of every variant.
 #
-#   bash scripts/disent_cmnist_table.sh                                            # the default variant, all ratios
+#   bash scripts/disent_cmnist_table.sh                                  # the default variant (lff:lff), all ratios
 #   VARIANTS="hues:lff hues:disent_figure lff:lff" PERCENTS=1pct SEEDS=0 bash scripts/disent_cmnist_table.sh
 #
-# Environment: VARIANTS="hues:lff"  PERCENTS="0.5pct 1pct 2pct 5pct"  SEEDS="0 1 2"  METHODS="vanilla lff ours"
+# Environment: VARIANTS="lff:lff"  PERCENTS="0.5pct 1pct 2pct 5pct"  SEEDS="0 1 2"  METHODS="vanilla lff ours"
 #   MNIST_ROOT=../shared/data  DATA_ROOT=data (data of variant P:R in DATA_ROOT/cmnist_P_R)
 #   OUT=results/disent_cmnist (runs of variant P:R in OUT/P_R/cmnist/<exp>)  and what scripts/disent_sweep.sh reads
 #   (JOBS, NUM_STEPS, DEVICE, EXTRA, PYTHON).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VARIANTS=${VARIANTS:-"hues:lff"}
+VARIANTS=${VARIANTS:-"lff:lff"}
 export PERCENTS=${PERCENTS:-"0.5pct 1pct 2pct 5pct"}
 export SEEDS=${SEEDS:-"0 1 2"}
 METHODS=${METHODS:-"vanilla lff ours"}

@@ -7,7 +7,8 @@
 #   NUM_STEPS=<the protocol's: 50000, or the preset's>  PROTOCOL=disent|lff_paper  DEVICE=<auto>
 #   JOBS=1 (runs in parallel; each gets THREADS=<cores / JOBS> intra-op threads)  EXTRA="<more flags>"
 #   REPORT=1 (0: no report at the end)  PYTHON=python
-# Runs whose results.json exists are skipped; an interrupted one is resumed (--resume auto). The report follows.
+# Runs whose results.json exists are skipped, and so are runs another sweep is training (a lock file per run);
+# an interrupted one is resumed (--resume auto). The report follows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATASET=${1:?usage: disent_sweep.sh cmnist|cifar10c|bffhq \"vanilla lff ours\"}
@@ -81,11 +82,15 @@ for percent in $PERCENTS; do
         continue
       fi
       echo "run  $exp"
-      printf '%s train_disent.py' "$PYTHON" >>"$jobs_file"
-      printf ' %q' "${common[@]}" >>"$jobs_file"
+      mkdir -p "$LOG_DIR/$DATASET"
       # shellcheck disable=SC2086
-      printf ' %q' --percent "$percent" --exp "$exp" --seed "$seed" $flags $EXTRA >>"$jobs_file"
-      printf '\n' >>"$jobs_file"
+      command=$(printf '%q ' "$PYTHON" train_disent.py "${common[@]}" --percent "$percent" --exp "$exp" \
+        --seed "$seed" $flags $EXTRA)
+      # Under the run's lock (held by a sweep training it: flock's status 75, skipped), a run that another sweep
+      # finished meanwhile is skipped too.
+      results=$(printf %q "$LOG_DIR/$DATASET/$exp/results.json")
+      check="test -f $results && echo 'skip $exp: finished meanwhile' || exec $command"
+      printf 'flock -n -E 75 %q bash -c %q || [ $? -eq 75 ]\n' "$LOG_DIR/$DATASET/$exp.lock" "$check" >>"$jobs_file"
     done
   done
 done

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python scripts/report.py RESULTS_DIR --out OUT_DIR [--skip_invalid]
+    python scripts/report.py RESULTS_DIR --out OUT_DIR [--skip_invalid] [--include_shortened]
     python scripts/report.py lff|cmnist RESULTS_DIR [--out OUT_DIR]     (Colored MNIST reproduction tables)
     python scripts/report.py readme [--check]                           (README tables from the committed results/)
 
@@ -11,6 +11,17 @@ The directory is walked recursively; every ``results.json`` is validated and gro
 sample standard deviation (ddof=1); with a single seed the std is undefined and shown as ``–`` (empty in the CSV).
 The "avg" row of a table averages each seed over all settings of the layout and then aggregates those per-seed
 averages, so only seeds present at every setting count towards it.
+
+Only **paper-length** runs fill the cells, the Δ column and the avg row: runs that trained their paper's full
+protocol (results.json's ``protocol`` entry, utils/protocol.py; files written before it existed are judged from
+their config, epoch and global_step, and without a config count as shortened). Shortened runs (fewer epochs or
+steps, ``--limit_*_batches``, another batch size for Biased MNIST, or another protocol such as ``--preset
+lff_paper`` in DisEnt's table) are left out and counted under the table; ``--include_shortened`` shows them beside
+the paper-length value as ``mean* (trained/paper length, ...)`` (CSV rows ``runs = shortened: ...``, dotted ``x``
+markers in the plots, ``..._shortened-<length>.png`` heatmaps), never averaged with paper-length runs. Every table
+also has a **worst-group** row (a column for transposed tables): the lowest (target, bias) cell accuracy of f on the
+layout's ``worst_group_loader`` (Biased MNIST: unbiased, DisEnt: test), mean over seeds; ``–`` where the task has
+no such cells.
 
 Outputs in OUT_DIR, per task: ``{task}_table.md``, ``{task}_table.csv``, ``{task}_{metric}_vs_{setting}.png`` and
 ``{task}_cells_{metric}_{method}_{setting}{value}.png`` (per-cell accuracy heatmaps of f, nan-mean over seeds),
@@ -24,10 +35,11 @@ import argparse
 import csv
 import json
 import math
+import re
 import sys
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +47,19 @@ import numpy as np
 from matplotlib.figure import Figure
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from utils.protocol import PAPER_PROTOCOLS, length_label, run_protocol  # noqa: E402
+
 RESULTS_FILENAME = "results.json"
 AVERAGE = "avg"
 MISSING = "–"
+WORST_GROUP = "worst_group"
+"""Pseudo-metric of every table: the lowest (target, bias) cell accuracy of f on the layout's
+``worst_group_loader`` (empty cells skipped), the group-robustness convention (SubpopBench's worst-group
+accuracy)."""
+WORST_GROUP_LABEL = "Worst-group"
+SHORTENED_MARK = "*"
 
 
 class ReportError(ValueError):
@@ -69,7 +91,8 @@ class TableLayout:
     (row, column) axes are named by ``cell_axes`` and whose matrices must have shape ``cell_shape`` (other keys are
     not read). ``optional_metrics`` may be absent from a run (their cells count the runs that have them).
     ``methods_as_rows`` transposes the table (ReBias Table 2): one row per column (method) and setting, one group
-    of columns per metric, and no avg row.
+    of columns per metric, and no avg row. ``worst_group_loader`` is the ``per_cell_accuracy`` key whose lowest
+    cell gives the worst-group row (column, when transposed); None = not available (shown as ``–``).
     """
 
     title: str
@@ -86,6 +109,16 @@ class TableLayout:
     cell_shape: tuple[int, int] | None = None
     optional_metrics: tuple[str, ...] = ()
     methods_as_rows: bool = False
+    worst_group_loader: str | None = None
+
+    def metric_label(self, metric: str) -> str:
+        """A metric's row-group label; the worst-group pseudo-metric is ``Worst-group``."""
+        return WORST_GROUP_LABEL if metric == WORST_GROUP else self.metrics[metric]
+
+    def cell_keys(self) -> tuple[str, ...]:
+        """The ``per_cell_accuracy`` keys read from results files (heatmaps and the worst-group loader)."""
+        extra = (self.worst_group_loader,) if self.worst_group_loader not in (None, *self.cell_metrics) else ()
+        return (*self.cell_metrics, *extra)
 
     def setting_label(self, value: float) -> str:
         """The row label of a setting value, e.g. ``.997``; values outside the layout print as ``%g``."""
@@ -94,8 +127,8 @@ class TableLayout:
     def row_label(self, metric: str, setting: float | str) -> str:
         """E.g. ``Unbiased ρ=.997`` or ``Unbiased avg``."""
         if setting == AVERAGE:
-            return f"{self.metrics[metric]} {AVERAGE}"
-        return f"{self.metrics[metric]} {self.setting_symbol}={self.setting_label(setting)}"
+            return f"{self.metric_label(metric)} {AVERAGE}"
+        return f"{self.metric_label(metric)} {self.setting_symbol}={self.setting_label(setting)}"
 
     def methods(self) -> set[str]:
         return {column.method for column in self.columns}
@@ -139,6 +172,7 @@ TABLES: dict[str, TableLayout] = {
         cell_axes=("digit", "colour"),
         cell_metrics=("unbiased",),
         cell_shape=(10, 10),
+        worst_group_loader="unbiased",
     ),
 }
 
@@ -160,6 +194,7 @@ def _disent_layout(title: str, percents: tuple[float, ...], paper: dict[float, t
         columns=tuple(Column(name, name) for name in _DISENT_COLUMNS),
         paper=_paper_grid("test", _DISENT_COLUMNS, paper),
         plot_metrics=("test",),
+        worst_group_loader="test",
     )
 
 
@@ -211,7 +246,9 @@ TABLES["action"] = TableLayout(
 
 @dataclass(frozen=True)
 class Run:
-    """One validated results.json."""
+    """One validated results.json. ``metrics`` holds f's worst-group accuracy under :data:`WORST_GROUP` when the
+    layout's worst-group loader has per-cell accuracies; ``paper_length`` is False for a run that is not its
+    table's paper protocol (shortened, limited, another batch size or protocol), described by ``length``."""
 
     path: Path
     task: str
@@ -221,6 +258,8 @@ class Run:
     metrics: dict[str, float]
     g_metrics: tuple[dict[str, float], ...]
     per_cell: dict[str, np.ndarray] = field(default_factory=dict)
+    paper_length: bool = True
+    length: str | None = None
 
     def network_metrics(self, network: int | None) -> dict[str, float] | None:
         if network is None:
@@ -238,6 +277,11 @@ class Cell:
     metric: str
     values: tuple[float, ...]
     paper: float | None
+    length: str | None = None
+    """None: paper-length runs; else the shortened runs of one length (e.g. ``2/80 ep``), never compared to the
+    paper."""
+    shortened: tuple[Cell, ...] = ()
+    """With ``include_shortened``: the same cell's shortened runs, one Cell per length."""
 
     @property
     def n(self) -> int:
@@ -342,29 +386,70 @@ def parse_results(path: str | Path) -> Run:
         g_metrics = tuple(_check_accuracies(path, f"g_metrics[{index}]", entry, required)
                           for index, entry in enumerate(raw_g))
     per_cell = data.get("per_cell_accuracy")
-    per_cell = {} if per_cell is None else _check_per_cell(path, per_cell, layout.cell_shape, layout.cell_metrics)
+    per_cell = {} if per_cell is None else _check_per_cell(path, per_cell, layout.cell_shape, layout.cell_keys())
+    if layout.worst_group_loader in per_cell:
+        worst = worst_group_accuracy(per_cell[layout.worst_group_loader])
+        if worst is not None:
+            metrics[WORST_GROUP] = worst
+    paper_length, length = _protocol_of(path, data, task)
     return Run(path=path, task=task, method=method, setting=round(float(setting), 6), seed=seed, metrics=metrics,
-               g_metrics=g_metrics, per_cell=per_cell)
+               g_metrics=g_metrics, per_cell=per_cell, paper_length=paper_length, length=length)
+
+
+def worst_group_accuracy(matrix: Any) -> float | None:
+    """The lowest accuracy over the (target, bias) cells of a per-cell matrix (None / NaN = empty cell, skipped);
+    None when every cell is empty."""
+    values = np.array([[math.nan if value is None else value for value in row] for row in matrix], dtype=float)
+    finite = values[np.isfinite(values)]
+    return float(finite.min()) if finite.size else None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _protocol_of(path: Path, data: dict[str, Any], task: str) -> tuple[bool, str | None]:
+    """``(paper_length, length label)`` of a results file for its task's table: from its ``protocol`` entry
+    (utils/protocol.py), or, for files written before that entry existed, derived the same way from ``config``,
+    ``epoch`` and ``global_step`` (no config or no length: not paper-length). A run of another protocol than the
+    table's (e.g. ``--preset lff_paper`` in the DisEnt table) is not paper-length for it."""
+    entry = data.get("protocol")
+    if entry is None:
+        config = data.get("config")
+        entry = run_protocol(task, config if isinstance(config, dict) else {}, epochs=_count(data.get("epoch")),
+                             steps=_count(data.get("global_step")), world_size=_count(data.get("world_size")) or 1,
+                             data_variant=data.get("data_variant"))
+        if not isinstance(config, dict):
+            entry["paper_length"], entry["trained"] = False, None
+    elif not isinstance(entry, dict) or not isinstance(entry.get("paper_length"), bool):
+        raise ReportError(f"{path}: 'protocol' must be an object with a boolean 'paper_length', got {entry!r}")
+    expected = PAPER_PROTOCOLS[task].name if task in PAPER_PROTOCOLS else None
+    name = entry.get("name")
+    if entry["paper_length"] and (name is None or expected is None or name == expected):
+        return True, None
+    return False, length_label(entry, expected)
 
 
 def load_results(results_dir: str | Path, skip_invalid: bool = False) -> list[Run]:
     """Parse every results.json under ``results_dir`` (recursively, sorted by path).
 
-    Invalid files and duplicate (task, method, setting, seed) runs raise :class:`ReportError`, or with
-    ``skip_invalid`` emit a :class:`ReportWarning` and are left out (the first of duplicates is kept).
+    Invalid files and duplicate (task, method, setting, seed, length) runs raise :class:`ReportError`, or with
+    ``skip_invalid`` emit a :class:`ReportWarning` and are left out (the first of duplicates is kept). A
+    paper-length run and a shortened run of the same seed are not duplicates.
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ReportError(f"{results_dir}: not a directory")
     runs: list[Run] = []
-    seen: dict[tuple[str, str, float, int], Path] = {}
+    seen: dict[tuple[str, str, float, int, str | None], Path] = {}
     for path in sorted(results_dir.rglob(RESULTS_FILENAME)):
         try:
             run = parse_results(path)
-            key = (run.task, run.method, run.setting, run.seed)
+            key = (run.task, run.method, run.setting, run.seed, run.length)
             if key in seen:
+                length = "" if run.length is None else f", shortened: {run.length}"
                 raise ReportError(f"{path}: duplicate run (task {run.task}, method {run.method}, "
-                                  f"{TABLES[run.task].setting_key} {run.setting:g}, seed {run.seed}) "
+                                  f"{TABLES[run.task].setting_key} {run.setting:g}, seed {run.seed}{length}) "
                                   f"already read from {seen[key]}")
         except ReportError as error:
             if not skip_invalid:
@@ -395,37 +480,74 @@ def _seed_averages(by_setting: dict[float, dict[int, float]], settings: list[flo
                  for seed in sorted(complete_seeds))
 
 
-def aggregate(task: str, runs: list[Run]) -> list[Cell]:
-    """Cells of ``task``'s table in row order (metric, then the layout's settings, extra settings, avg), then
-    column order. Settings found in the runs but absent from the layout are placed after the layout's, in
-    descending order, and do not enter the avg row."""
-    layout = TABLES[task]
-    runs = [run for run in runs if run.task == task]
+def _cells_of(layout: TableLayout, task: str, runs: list[Run], metrics: list[str], settings: list[float | str],
+              length: str | None) -> dict[tuple[str, float | str, str], Cell]:
+    """``(metric, setting, column) -> Cell`` of ``runs`` (all of one length; None = paper-length, compared to the
+    paper)."""
     layout_settings = list(layout.settings)
-    extra = sorted({run.setting for run in runs} - set(layout_settings), reverse=True)
-    values = {(metric, column.name): _values_by_setting(runs, column, metric)
-              for metric in layout.metrics for column in layout.columns}
-    cells = []
-    average = [] if layout.methods_as_rows else [AVERAGE]
-    for metric in layout.metrics:
-        for setting in [*layout_settings, *extra, *average]:
-            for column in layout.columns:
-                by_setting = values[(metric, column.name)]
+    cells = {}
+    for metric in metrics:
+        for column in layout.columns:
+            by_setting = _values_by_setting(runs, column, metric)
+            for setting in settings:
                 if setting == AVERAGE:
                     seed_values = _seed_averages(by_setting, layout_settings)
                 else:
                     seed_values = tuple(by_setting[setting][seed] for seed in sorted(by_setting.get(setting, {})))
-                cells.append(Cell(task, column.name, setting, metric, seed_values,
-                                  layout.paper.get((metric, setting, column.name))))
+                paper = layout.paper.get((metric, setting, column.name)) if length is None else None
+                cells[(metric, setting, column.name)] = Cell(task, column.name, setting, metric, seed_values, paper,
+                                                             length=length)
+    return cells
+
+
+def aggregate(task: str, runs: list[Run], include_shortened: bool = False) -> list[Cell]:
+    """Cells of ``task``'s table in row order (metric, then the layout's settings, extra settings, avg), then
+    column order; the metrics are the layout's followed by :data:`WORST_GROUP`. Settings found in the runs but
+    absent from the layout are placed after the layout's, in descending order, and do not enter the avg row.
+
+    Only paper-length runs fill the cells (and so the paper comparison and the avg row). With
+    ``include_shortened`` each cell also carries the shortened runs of its (column, setting, metric) in
+    ``Cell.shortened``, one Cell per length, never averaged with the paper-length runs nor entering the avg row."""
+    layout = TABLES[task]
+    runs = [run for run in runs if run.task == task]
+    if not include_shortened:
+        runs = [run for run in runs if run.paper_length]
+    layout_settings = list(layout.settings)
+    extra = sorted({run.setting for run in runs} - set(layout_settings), reverse=True)
+    average = [] if layout.methods_as_rows else [AVERAGE]
+    metrics = [*layout.metrics, WORST_GROUP]
+    settings = [*layout_settings, *extra, *average]
+    main = _cells_of(layout, task, [run for run in runs if run.paper_length], metrics, settings, None)
+    lengths = sorted({run.length for run in runs if not run.paper_length})
+    shortened = [_cells_of(layout, task, [run for run in runs if run.length == length], metrics,
+                           [*layout_settings, *extra], length) for length in lengths]
+    cells = []
+    for metric in metrics:
+        for setting in settings:
+            for column in layout.columns:
+                key = (metric, setting, column.name)
+                extras = tuple(group[key] for group in shortened if key in group and group[key].n)
+                cells.append(replace(main[key], shortened=extras) if extras else main[key])
     return cells
 
 
 def format_cell(cell: Cell) -> str:
-    """``mean ± std (n=seeds)`` with one decimal; ``–`` for the std of a single seed and for empty cells."""
-    if not cell.n:
-        return MISSING
-    std = MISSING if cell.n == 1 else f"{cell.std:.1f}"
-    return f"{cell.mean:.1f} ± {std} (n={cell.n})"
+    """``mean ± std (n=seeds)`` with one decimal; ``–`` for the std of a single seed and for empty cells. Shortened
+    runs (``include_shortened``) follow, separated by ``;``, as ``mean* (length)`` (``mean ± std* (length, n=k)``
+    for several seeds), e.g. ``62.0 ± 2.8 (n=2); 8.4* (2/80 ep)``."""
+    if cell.length is not None:
+        if not cell.n:
+            return MISSING
+        spread, count = (f" ± {cell.std:.1f}", f", n={cell.n}") if cell.n > 1 else ("", "")
+        return f"{cell.mean:.1f}{spread}{SHORTENED_MARK} ({cell.length}{count})"
+    text = MISSING
+    if cell.n:
+        std = MISSING if cell.n == 1 else f"{cell.std:.1f}"
+        text = f"{cell.mean:.1f} ± {std} (n={cell.n})"
+    if cell.shortened:
+        shortened = [format_cell(group) for group in cell.shortened]
+        return "; ".join(shortened if not cell.n else [text, *shortened])
+    return text
 
 
 def _format_optional(value: float | None, signed: bool = False) -> str:
@@ -434,12 +556,13 @@ def _format_optional(value: float | None, signed: bool = False) -> str:
     return f"{value:+.1f}" if signed else f"{value:.1f}"
 
 
-def _render_methods_as_rows(layout: TableLayout, cells: list[Cell]) -> str:
-    """Markdown table with one row per (setting, column) and ``ours | paper | Δ`` per metric; settings outside the
-    layout are named in the row label."""
+def _render_methods_as_rows(layout: TableLayout, cells: list[Cell], notes: list[str]) -> str:
+    """Markdown table with one row per (setting, column), ``ours | paper | Δ`` per metric and a last
+    ``Worst-group`` column (no paper number); settings outside the layout are named in the row label."""
     header = ["Model"]
     for label in layout.metrics.values():
         header += [label, f"{label} paper", f"{label} Δ"]
+    header.append(WORST_GROUP_LABEL)
     lines = [f"### {layout.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     rows: dict[tuple[float | str, str], list[str]] = {}
     for cell in cells:
@@ -447,19 +570,58 @@ def _render_methods_as_rows(layout: TableLayout, cells: list[Cell]) -> str:
         if cell.setting not in layout.settings:
             label += f" ({layout.setting_symbol}={layout.setting_label(cell.setting)})"
         row = rows.setdefault((cell.setting, cell.column), [label])
-        row += [format_cell(cell), _format_optional(cell.paper), _format_optional(cell.diff, signed=True)]
+        if cell.metric == WORST_GROUP:
+            row.append(format_cell(cell))
+        else:
+            row += [format_cell(cell), _format_optional(cell.paper), _format_optional(cell.diff, signed=True)]
     lines += ["| " + " | ".join(row) + " |" for row in rows.values()]
     lines += ["", f"mean ± sample std over seeds (n = number of seeds; {MISSING} = not available). Paper numbers "
-              f"apply to {layout.setting_symbol} = {', '.join(layout.settings.values())}."]
+              f"apply to {layout.setting_symbol} = {', '.join(layout.settings.values())}.", *notes]
     return "\n".join(lines) + "\n"
 
 
-def render_markdown(task: str, cells: list[Cell]) -> str:
-    """Markdown table: one row per (metric, setting), for each column ``ours | paper | Δ`` (Δ = ours − paper); a
-    ``methods_as_rows`` layout is transposed."""
+def _protocol_text(task: str) -> str:
+    """E.g. ``80 epochs at batch 256, without --limit_train_batches/--limit_eval_batches``."""
+    protocol = PAPER_PROTOCOLS.get(task)
+    if protocol is None:
+        return "the paper's full length, without --limit_train_batches/--limit_eval_batches"
+    batch = f" at batch {protocol.batch_size}" if protocol.check_batch_size else ""
+    return f"{protocol.length:,} {protocol.unit}{batch}, without --limit_train_batches/--limit_eval_batches"
+
+
+def footnotes(task: str, runs: list[Run], include_shortened: bool) -> list[str]:
+    """The lines under a table: which runs it holds (paper-length only, or shortened ones too, or how many
+    shortened runs were left out) and what the worst-group row or column is."""
     layout = TABLES[task]
+    shortened = [run for run in runs if run.task == task and not run.paper_length]
+    lines = [f"Cells, Δ and avg hold paper-length runs only ({_protocol_text(task)})."]
+    if include_shortened:
+        lines[0] += (f" `{SHORTENED_MARK}` marks shortened runs (--include_shortened; their length, limits, batch "
+                     "size or other protocol in brackets, as trained/paper): shown beside the paper-length value, "
+                     "never averaged with it, not in Δ or avg.")
+    elif shortened:
+        lengths = sorted({run.length for run in shortened})
+        lines[0] += (f" {len(shortened)} shortened or other-protocol run(s) left out ({'; '.join(lengths)}): "
+                     "pass --include_shortened to show them, labelled.")
+    if layout.worst_group_loader is not None:
+        axes = layout.cell_axes
+        lines.append(f"{WORST_GROUP_LABEL}: the lowest ({axes[0]}, {axes[1]}) cell accuracy of f on the "
+                     f"'{layout.worst_group_loader}' set (empty cells skipped), mean over seeds; from "
+                     "results.json's per_cell_accuracy, i.e. the final model (a selected checkpoint's per-cell "
+                     "accuracies are not recorded); no paper number.")
+    else:
+        lines.append(f"{WORST_GROUP_LABEL}: {MISSING}, not computed for this table (its results hold no (class, "
+                     "bias) cells of usable size).")
+    return [text for line in lines for text in ("", line)]
+
+
+def render_markdown(task: str, cells: list[Cell], notes: list[str] | None = None) -> str:
+    """Markdown table: one row per (metric, setting), for each column ``ours | paper | Δ`` (Δ = ours − paper); a
+    ``methods_as_rows`` layout is transposed. ``notes``: more lines under the table (:func:`footnotes`)."""
+    layout = TABLES[task]
+    notes = list(notes or [])
     if layout.methods_as_rows:
-        return _render_methods_as_rows(layout, cells)
+        return _render_methods_as_rows(layout, cells, notes)
     header = ["Setting"]
     for column in layout.columns:
         header += [column.name, f"{column.name} paper", f"{column.name} Δ"]
@@ -473,12 +635,14 @@ def render_markdown(task: str, cells: list[Cell]) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in rows.values()]
     lines += ["", f"mean ± sample std over seeds (n = number of seeds; {MISSING} = not available). "
               f"'{AVERAGE}' rows average each seed over {layout.setting_symbol} = "
-              f"{', '.join(layout.settings.values())} and count only seeds run at all of them."]
+              f"{', '.join(layout.settings.values())} and count only seeds run at all of them.", *notes]
     return "\n".join(lines) + "\n"
 
 
 def write_csv(task: str, cells: list[Cell], path: str | Path) -> None:
-    """One row per (task, method, setting, metric): ``mean, std, n, paper, diff`` (empty when undefined)."""
+    """One row per (task, method, setting, metric): ``mean, std, n, paper, diff`` (empty when undefined) and
+    ``runs`` = ``paper-length``; with ``include_shortened``, one more row per length of shortened runs, ``runs`` =
+    ``shortened: <length>`` and no paper number."""
     layout = TABLES[task]
 
     def number(value: float | None) -> str:
@@ -486,15 +650,20 @@ def write_csv(task: str, cells: list[Cell], path: str | Path) -> None:
 
     with open(path, "w", newline="") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["task", "method", layout.setting_name, "metric", "mean", "std", "n", "paper", "diff"])
-        for cell in cells:
-            setting = cell.setting if cell.setting == AVERAGE else f"{cell.setting:g}"
-            writer.writerow([task, cell.column, setting, cell.metric, number(cell.mean), number(cell.std), cell.n,
-                             number(cell.paper), number(cell.diff)])
+        writer.writerow(["task", "method", layout.setting_name, "metric", "mean", "std", "n", "paper", "diff",
+                         "runs"])
+        for main_cell in cells:
+            for cell in (main_cell, *main_cell.shortened):
+                setting = cell.setting if cell.setting == AVERAGE else f"{cell.setting:g}"
+                runs = "paper-length" if cell.length is None else f"shortened: {cell.length}"
+                writer.writerow([task, cell.column, setting, cell.metric, number(cell.mean), number(cell.std),
+                                 cell.n, number(cell.paper), number(cell.diff), runs])
 
 
 def plot_metric_vs_setting(task: str, cells: list[Cell], metric: str, path: str | Path) -> None:
-    """Mean accuracy vs setting per column (error bars = std over seeds; paper values dashed with open markers)."""
+    """Mean accuracy vs setting per column (error bars = std over seeds; paper values dashed with open markers).
+    Shortened runs (``include_shortened``) are dotted with ``x`` markers, labelled ``shortened`` with their
+    length."""
     layout = TABLES[task]
     settings = [setting for setting in dict.fromkeys(cell.setting for cell in cells) if setting != AVERAGE]
     positions = np.arange(len(settings))
@@ -512,13 +681,25 @@ def plot_metric_vs_setting(task: str, cells: list[Cell], metric: str, path: str 
         if np.isfinite(paper).any():
             axes.plot(positions, paper, color=colour, linestyle="--", marker="s", markerfacecolor="none",
                       alpha=0.7, label=f"{column.name} (paper)")
+        by_length: dict[str, dict[float | str, Cell]] = defaultdict(dict)
+        for cell in ours:
+            for group in cell.shortened:
+                by_length[group.length][group.setting] = group
+        for length, groups in sorted(by_length.items()):
+            values = np.array([groups[setting].mean if setting in groups else math.nan for setting in settings])
+            axes.plot(positions, values, color=colour, linestyle=":", marker="x", markersize=8,
+                      label=f"{column.name}{SHORTENED_MARK} SHORTENED ({length})")
+    if not any(cell.n or cell.shortened for cell in cells if cell.metric == metric):
+        axes.text(0.5, 0.5, "no paper-length runs\n(--include_shortened shows shortened ones)",
+                  ha="center", va="center", transform=axes.transAxes)
     axes.set_xticks(positions, [layout.setting_label(setting) for setting in settings])
     axes.set_xlabel(f"{layout.setting_symbol} ({layout.setting_key})")
     axes.set_ylabel(f"{layout.metrics[metric]} accuracy (%)")
     axes.set_ylim(0, 102)
     axes.set_title(layout.title)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
@@ -544,7 +725,9 @@ def plot_cell_heatmap(task: str, matrix: np.ndarray, title: str, path: str | Pat
 
 
 def mean_cell_matrices(task: str, runs: list[Run]) -> dict[tuple[str, float, str], tuple[np.ndarray, int]]:
-    """``(method, setting, metric) -> (nan-mean over seeds of per_cell_accuracy[metric], number of seeds)``."""
+    """``(method, setting, metric) -> (nan-mean over seeds of per_cell_accuracy[metric], number of seeds)`` over
+    ``runs`` as given (:func:`build_report` passes the paper-length runs and each length of shortened runs
+    separately)."""
     layout = TABLES[task]
     grouped: dict[tuple[str, float, str], list[np.ndarray]] = defaultdict(list)
     for run in runs:
@@ -573,8 +756,11 @@ class Report:
     files: list[Path]
 
 
-def build_report(results_dir: str | Path, out_dir: str | Path, skip_invalid: bool = False) -> Report:
-    """Read all results under ``results_dir`` and write tables and plots of every task found into ``out_dir``."""
+def build_report(results_dir: str | Path, out_dir: str | Path, skip_invalid: bool = False,
+                 include_shortened: bool = False) -> Report:
+    """Read all results under ``results_dir`` and write tables and plots of every task found into ``out_dir``:
+    paper-length runs only, unless ``include_shortened`` (then shortened runs too, labelled with their length and
+    kept apart from the paper-length ones; their heatmaps are named ``..._shortened-<length>.png``)."""
     runs = load_results(results_dir, skip_invalid=skip_invalid)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -582,8 +768,8 @@ def build_report(results_dir: str | Path, out_dir: str | Path, skip_invalid: boo
     sections = []
     for task in sorted({run.task for run in runs}):
         layout = TABLES[task]
-        cells = aggregate(task, runs)
-        markdown = render_markdown(task, cells)
+        cells = aggregate(task, runs, include_shortened=include_shortened)
+        markdown = render_markdown(task, cells, footnotes(task, runs, include_shortened))
         sections.append(markdown)
         (out_dir / f"{task}_table.md").write_text(markdown)
         write_csv(task, cells, out_dir / f"{task}_table.csv")
@@ -592,13 +778,20 @@ def build_report(results_dir: str | Path, out_dir: str | Path, skip_invalid: boo
             path = out_dir / f"{task}_{metric}_vs_{layout.setting_name}.png"
             plot_metric_vs_setting(task, cells, metric, path)
             files.append(path)
-        for (method, setting, metric), (matrix, n) in sorted(mean_cell_matrices(task, runs).items()):
-            label = layout.setting_label(setting)
-            path = out_dir / f"{task}_cells_{metric}_{method}_{layout.setting_name}{setting:g}.png"
-            title = (f"{method}, {layout.setting_symbol}={label}: {layout.metrics.get(metric, metric).lower()} "
-                     f"accuracy per ({layout.cell_axes[0]}, {layout.cell_axes[1]}), mean of n={n}")
-            plot_cell_heatmap(task, matrix, title, path)
-            files.append(path)
+        task_runs = [run for run in runs if run.task == task]
+        lengths = sorted({run.length for run in task_runs if not run.paper_length}) if include_shortened else []
+        for length in [None, *lengths]:
+            group = [run for run in task_runs if run.length == length and run.paper_length == (length is None)]
+            suffix = "" if length is None else "_shortened-" + re.sub(r"[^A-Za-z0-9.+]+", "-", length).strip("-")
+            for (method, setting, metric), (matrix, n) in sorted(mean_cell_matrices(task, group).items()):
+                label = layout.setting_label(setting)
+                path = out_dir / f"{task}_cells_{metric}_{method}_{layout.setting_name}{setting:g}{suffix}.png"
+                title = (f"{method}, {layout.setting_symbol}={label}: {layout.metrics.get(metric, metric).lower()} "
+                         f"accuracy per ({layout.cell_axes[0]}, {layout.cell_axes[1]}), mean of n={n}")
+                if length is not None:
+                    title = f"SHORTENED ({length})\n{title}"
+                plot_cell_heatmap(task, matrix, title, path)
+                files.append(path)
     return Report(markdown="\n".join(sections), files=files)
 
 
@@ -646,13 +839,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results_dir", help="directory searched recursively for results.json files")
     parser.add_argument("--out", default=None, help="output directory (default: RESULTS_DIR/report)")
     parser.add_argument("--skip_invalid", action="store_true", help="warn about and skip invalid results files")
+    parser.add_argument("--include_shortened", action="store_true",
+                        help="also show runs that are not paper-length (fewer epochs/steps, limit flags, another "
+                             "batch size or protocol), labelled with their length and never averaged with "
+                             "paper-length runs")
     args = parser.parse_args(argv)
     out_dir = Path(args.out) if args.out is not None else Path(args.results_dir) / "report"
     failure = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ReportWarning)
         try:
-            report = build_report(args.results_dir, out_dir, skip_invalid=args.skip_invalid)
+            report = build_report(args.results_dir, out_dir, skip_invalid=args.skip_invalid,
+                                  include_shortened=args.include_shortened)
         except ReportError as error:
             failure = error
     for warning in caught:

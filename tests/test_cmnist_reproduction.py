@@ -59,7 +59,8 @@ def test_unknown_renderer():
 def variant_data(tmp_path_factory, fake_mnist_root):
     """Tiny Colored MNIST at 5 pct in two variants: hues drawn like DisEnt's figure, and LfF's own protocol."""
     root = tmp_path_factory.mktemp("variants")
-    figure = Path(cmnist(str(fake_mnist_root), str(root / "figure"), percents="5", n_valid=100, render="disent_figure"))
+    figure = Path(cmnist(str(fake_mnist_root), str(root / "figure"), percents="5", n_valid=100, palette="hues",
+                         render="disent_figure"))
     lff = Path(cmnist(str(fake_mnist_root), str(root / "lff"), percents="5", preset="lff_paper"))
     return figure.parent, lff.parent
 
@@ -84,7 +85,8 @@ def run_train_disent(*args: str) -> subprocess.CompletedProcess:
 
 def test_training_refuses_data_whose_manifest_contradicts_the_flags(variant_data, tmp_path):
     figure, _ = variant_data
-    result = run_train_disent("--train_vanilla", "--data_dir", str(figure), "--percent", "5pct", "--num_steps", "2",
+    result = run_train_disent("--train_vanilla", "--palette", "hues", "--data_dir", str(figure), "--percent", "5pct",
+                              "--num_steps", "2",
                               "--log_dir", str(tmp_path), "--device", "cpu")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
@@ -94,7 +96,7 @@ def test_training_refuses_data_whose_manifest_contradicts_the_flags(variant_data
 
 def test_test_py_refuses_other_data_than_the_checkpoint_was_trained_on(variant_data, tmp_path):
     figure, lff = variant_data
-    train_disent.main(train_vanilla=True, data_dir=str(figure), percent="5pct", render="disent_figure",
+    train_disent.main(train_vanilla=True, data_dir=str(figure), percent="5pct", palette="hues", render="disent_figure",
                       num_steps=4, valid_freq=2, batch_size=32, log_dir=str(tmp_path), exp="run", device="cpu",
                       progress=False)
     result = subprocess.run([sys.executable, "test.py", "--pretrained_path", str(tmp_path / "cmnist" / "run"),
@@ -131,7 +133,7 @@ def test_lff_mlp_is_100_100_100():
 def test_selecting_on_a_missing_valid_split_is_refused(variant_data, tmp_path):
     _, lff = variant_data
     with pytest.raises(ConfigError, match="no valid split"):
-        train_disent.main(train_vanilla=True, palette="lff", data_dir=str(lff), percent="5pct", num_steps=2,
+        train_disent.main(train_vanilla=True, data_dir=str(lff), percent="5pct", num_steps=2,
                           log_dir=str(tmp_path), exp="v", device="cpu", progress=False)
 
 

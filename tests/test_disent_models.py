@@ -9,7 +9,7 @@ from models.disent_models import (DISENT_MODELS, DisEntMLP, DisEntPredictor, Dis
 
 
 def test_registry():
-    assert set(DISENT_MODELS) == {"mlp", "mlp_disentangle", "resnet18", "resnet18_disentangle"}
+    assert set(DISENT_MODELS) == {"mlp", "mlp_lff", "mlp_disentangle", "resnet18", "resnet18_disentangle"}
     assert isinstance(DISENT_MODELS["mlp_disentangle"](num_classes=10), DisEntMLP)
 
 

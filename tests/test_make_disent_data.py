@@ -12,7 +12,7 @@ from PIL import Image
 
 from datasets.corruptions import FROST_FILES
 from datasets.disent_data import DisEntDataset, load_split_tensor, parse_labels, split_files
-from datasets.lff_protocols import TEST_ALIGNED_RATIO, aligned_ratio, make_attr_labels, palette_colours
+from datasets.lff_protocols import DEFAULT_PALETTE, TEST_ALIGNED_RATIO, aligned_ratio, make_attr_labels, palette_colours
 from datasets.make_disent_data import cifar10c, cmnist, load_cifar10, parse_percents
 from datasets.mnist_io import DataNotFoundError, load_mnist
 
@@ -65,7 +65,7 @@ def test_cmnist_layout_and_labels(cmnist_dir, fake_mnist_root):
     foreground = digits.numpy()[index] > 0
     assert np.all(image[~foreground] == 0)
     colour = image[foreground].sum(0) / digits.numpy()[index][foreground].sum()
-    assert np.allclose(colour, palette_colours("hues")[bias], atol=0.03)
+    assert np.allclose(colour, palette_colours(DEFAULT_PALETTE)[bias], atol=0.03)
 
 
 def test_cmnist_test_split_and_manifest(cmnist_dir):
@@ -75,7 +75,7 @@ def test_cmnist_test_split_and_manifest(cmnist_dir):
     by_index = labels[np.argsort([int(p.name.split("_")[0]) for p in test])]
     assert np.array_equal(by_index[:, 1], make_attr_labels(by_index[:, 0], TEST_ALIGNED_RATIO))
     manifest = json.loads((cmnist_dir / "1pct" / "manifest.json").read_text())
-    assert manifest["seed"] == 0 and manifest["generator"] and manifest["settings"]["palette"] == "hues"
+    assert manifest["seed"] == 0 and manifest["generator"] and manifest["settings"]["palette"] == DEFAULT_PALETTE
     for split, pattern in (("align", "align/*/*.png"), ("conflict", "conflict/*/*.png"), ("valid", "valid/*.png")):
         assert manifest["splits"][split]["count"] == len(list((cmnist_dir / "1pct").glob(pattern)))
         assert len(manifest["splits"][split]["sha256"]) == 64

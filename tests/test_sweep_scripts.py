@@ -12,6 +12,9 @@ from pathlib import Path
 args = sys.argv[1:]
 with open(os.environ["CALL_LOG"], "a") as log:
     log.write(json.dumps(args) + "\n")
+if os.environ.get("ALSO_FINISH"):
+    Path(os.environ["ALSO_FINISH"]).parent.mkdir(parents=True, exist_ok=True)
+    Path(os.environ["ALSO_FINISH"]).write_text("{}")
 if args[0] == "main_biased_mnist.py":
     name = args[args.index("--run_name") + 1]
     seeds = args[args.index("--seeds") + 1].split(",") if "--seeds" in args else [None]
@@ -122,3 +125,10 @@ def test_disent_sweep_original_flags_and_unknown_protocol(tmp_path):
     bad = subprocess.run(["bash", "scripts/disent_sweep.sh", "cmnist", "lff"], cwd=REPO, capture_output=True,
                          text=True, env={**os.environ, "PROTOCOL": "other"}, timeout=60)
     assert bad.returncode == 2 and "unknown protocol" in bad.stderr
+
+
+def test_disent_sweep_skips_a_run_another_sweep_finished_meanwhile(tmp_path):
+    """The first run's (fake) training finishes the second run, as a parallel sweep would: it is not run again."""
+    other = tmp_path / "logs" / "cmnist" / "cmnist_1pct_lff_seed1" / "results.json"
+    calls = run_disent_sweep(tmp_path, "lff", PERCENTS="1pct", REPORT="0", ALSO_FINISH=str(other))
+    assert [flag(c, "--exp") for c in calls if c[0] == "train_disent.py"] == ["cmnist_1pct_lff_seed0"]

@@ -29,7 +29,9 @@ def is_main_process() -> bool:
 
 
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Whether torchrun started this process (also with one process: it then joins a process group of one, so a
+    one-process torchrun run exercises NCCL and DDP) or another launcher set WORLD_SIZE > 1."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def init_distributed(device: torch.device) -> torch.device:
