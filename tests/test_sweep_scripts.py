@@ -25,18 +25,23 @@ if args[0] == "main_biased_mnist.py":
 '''
 
 
-def run_sweep(tmp_path: Path, **env_overrides: str) -> list[list[str]]:
+def run_script(tmp_path: Path, args: list[str], env: dict[str, str]) -> list[list[str]]:
+    """Run a sweep script with the recording stand-in for python; return the calls it made."""
     fake = tmp_path / "fake_python"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
     log = tmp_path / "calls.jsonl"
     log.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHON": str(fake), "CALL_LOG": str(log), "OUT": str(tmp_path / "out"),
-           "SEEDS": "0 1", "RHOS": "0.99 0.997", "EPOCHS": "3", **env_overrides}
-    result = subprocess.run(["bash", "scripts/biased_mnist_table1.sh"], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(["bash", *args], cwd=REPO, env={**os.environ, "PYTHON": str(fake), "CALL_LOG": str(log),
+                                                            **env}, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def run_sweep(tmp_path: Path, **env_overrides: str) -> list[list[str]]:
+    return run_script(tmp_path, ["scripts/biased_mnist_table1.sh"],
+                      {"OUT": str(tmp_path / "out"), "SEEDS": "0 1", "RHOS": "0.99 0.997", "EPOCHS": "3",
+                       **env_overrides})
 
 
 def flag(call: list[str], name: str) -> str:
@@ -89,17 +94,9 @@ def test_sweep_stacks_unfinished_seeds_in_one_process(tmp_path):
 
 
 def run_disent_sweep(tmp_path: Path, methods: str, **env_overrides: str) -> list[list[str]]:
-    fake = tmp_path / "fake_python"
-    fake.write_text(FAKE_PYTHON)
-    fake.chmod(0o755)
-    log = tmp_path / "calls.jsonl"
-    log.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHON": str(fake), "CALL_LOG": str(log), "LOG_DIR": str(tmp_path / "logs"),
-           "DATA_DIR": str(tmp_path / "data"), "SEEDS": "0 1", "PERCENTS": "1pct 5pct", **env_overrides}
-    result = subprocess.run(["bash", "scripts/disent_sweep.sh", "cmnist", methods], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return [json.loads(line) for line in log.read_text().splitlines()]
+    return run_script(tmp_path, ["scripts/disent_sweep.sh", "cmnist", methods],
+                      {"LOG_DIR": str(tmp_path / "logs"), "DATA_DIR": str(tmp_path / "data"), "SEEDS": "0 1",
+                       "PERCENTS": "1pct 5pct", **env_overrides})
 
 
 def test_disent_sweep_lff_protocol_uses_the_preset_and_runs_jobs_in_parallel(tmp_path):
