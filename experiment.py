@@ -47,6 +47,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "limit_eval_batches": None,
     "val_epoch_step": 1,
     "checkpoint_every_steps": None,
+    "flush_denormal": True,
 }
 
 
@@ -206,6 +207,8 @@ def run_experiment(task_name: str, method_name: str, config: Munch,
     device = init_distributed(resolve_device(config.device))
     config.device = str(device)
     seed_everything(config.seed, config.deterministic)
+    flush = device.type == "cpu" and bool(config.get("flush_denormal", True))
+    torch.set_flush_denormal(flush)
     task = TASKS[task_name](config, device)
     autocast = autocast_factory(device, config.amp)
     method = METHODS[method_name](config, task, device, autocast)
@@ -215,6 +218,8 @@ def run_experiment(task_name: str, method_name: str, config: Munch,
         results = trainer_class(config, task, method, run_dir, device, autocast).fit()
     finally:
         shutdown()
+        if flush:
+            torch.set_flush_denormal(False)
     return results if main_process else None
 
 

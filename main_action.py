@@ -20,7 +20,7 @@ Model and optimisation (defaults as in the original code):
   --resnet_depth 18  --resnet_base_width 32 (widths 32..1024)
   --f_temporal_kernel_sizes 33333 (3D ResNet)  --g_temporal_kernel_sizes 11111 (frame-wise 2D ResNet)
   --batch_size 128          --lr 0.1                        --optim Adam|AdamP   --weight_decay 0.0001
-  --n_epochs 120            --lr_step_size 20               --scheduler CosineAnnealingLR|StepLR
+  --n_epochs 120            --lr_step_size 20               --scheduler CosineAnnealingLR|StepLR|none
   --n_f_pretrain_epochs 0   --n_g_pretrain_epochs 0
   --f_lambda_outer 1        --g_lambda_inner 1              --n_g_update 1 (0 freezes g)   --update_g_cls True
   --outer_criterion RbfHSIC|LearnedMixin|RUBi              --inner_criterion MinusRbfHSIC
@@ -33,6 +33,7 @@ Model and optimisation (defaults as in the original code):
   --swap_inner_sigma False        (original quirk: inner HSIC(g, f) puts f's kernel radius on g, g's on f)
 Run control:
   --seed 0  --deterministic False  --device cuda|cpu (default: cuda if available)  --amp none|bf16
+  --flush_denormal True (on a CPU, flush denormal floats to zero)
   --channels_last False  --compile False
   --save_dir ./checkpoints  --run_name NAME (default: action_<method><flags>_seed<seed>, where <flags> is
             _<flag>-<value> for every flag that changes the result and differs from its default)

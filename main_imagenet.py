@@ -9,7 +9,7 @@ Flags (defaults as in the original code):
   --min_cell_count 10       (class, cluster) cells with fewer samples are left out of the unbiased accuracy
   --batch_size 128          --num_classes 9 (must be 9)     --image_size 224   --num_workers 8
   --lr 0.001                --optim Adam|AdamP              --weight_decay 0.0001
-  --n_epochs 120            --lr_step_size 30               --scheduler CosineAnnealingLR|StepLR
+  --n_epochs 120            --lr_step_size 30               --scheduler CosineAnnealingLR|StepLR|none
   --n_f_pretrain_epochs 0   --n_g_pretrain_epochs 0
   --f_lambda_outer 1        --g_lambda_inner 1              --n_g_update 1 (0 freezes g)   --update_g_cls True
   --outer_criterion RbfHSIC|LearnedMixin|RUBi              --inner_criterion MinusRbfHSIC
@@ -22,6 +22,7 @@ Flags (defaults as in the original code):
   --swap_inner_sigma False        (original quirk: inner HSIC(g, f) puts f's kernel radius on g, g's on f)
 Run control:
   --seed 0  --deterministic False  --device cuda|cpu (default: cuda if available)  --amp none|bf16
+  --flush_denormal True (on a CPU, flush denormal floats to zero)
   --channels_last False  --compile False
   --save_dir ./checkpoints  --run_name NAME (default: imagenet_<method><flags>_seed<seed>, where <flags> is
             _<flag>-<value> for every flag that changes the result and differs from its default)

@@ -8,7 +8,7 @@ from adamp import AdamP
 from torch import nn
 
 OPTIMIZERS = {"Adam": torch.optim.Adam, "AdamP": AdamP}
-SCHEDULERS = ("StepLR", "CosineAnnealingLR")
+SCHEDULERS = ("StepLR", "CosineAnnealingLR", "none")
 
 
 def build_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float,
@@ -27,9 +27,12 @@ def build_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, weight
 
 def build_scheduler(name: str, optimizer: torch.optim.Optimizer, n_epochs: int, lr_step_size: int,
                     gamma: float = 0.1) -> torch.optim.lr_scheduler.LRScheduler:
-    """StepLR(step_size=lr_step_size, gamma) or CosineAnnealingLR(T_max=n_epochs); stepped once per epoch."""
+    """StepLR(step_size=lr_step_size, gamma), CosineAnnealingLR(T_max=n_epochs) or ``none`` (a constant learning
+    rate); stepped once per epoch."""
     if name == "StepLR":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_step_size, gamma=gamma)
     if name == "CosineAnnealingLR":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(n_epochs, 1))
+    if name == "none":
+        return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     raise ValueError(f"unknown scheduler '{name}', expected one of {SCHEDULERS}")

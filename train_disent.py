@@ -16,8 +16,9 @@ Flags of the original train.py (defaults as there): --dataset cmnist|cifar10c|bf
 Here also: --batch_size (default: 256 cmnist/cifar10c, 64 bffhq; honoured), --select_on valid|test|final (the model
 reported in results.json's "metrics": best on valid (default), best on test (the original's selection, also
 --select_on_test) or the last one; every evaluation stays in its "history"), --seed, --device, --amp, --resume,
---limit_train_batches, --limit_eval_batches, --progress, --channels_last, --compile, --overwrite (a finished run's
-results.json is never replaced without it; --resume from its own last.pth continues it).
+--flush_denormal (default True: on a CPU, denormal floats are flushed to zero), --limit_train_batches,
+--limit_eval_batches, --progress, --channels_last, --compile, --overwrite (a finished run's results.json is never
+replaced without it; --resume from its own last.pth continues it).
 Colored MNIST data: --palette hues|lff and --render lff|disent_figure say what the data are; generated data whose
 manifest records something else are refused. --backbone (default: the dataset's, mlp / resnet18; mlp_lff = LfF's
 100-100-100 MLP) and --drop_last (default True, as DisEnt's loader).

@@ -62,12 +62,13 @@ class RUBi(nn.Module):
         L = CE(f_pred * sigmoid(q), y) + question_loss_weight * CE(q, y)
 
     The question loss trains ``fc``; g is trained only by its own classification loss. At test time f is used alone.
+    ``feat_dim`` is the width of g's features; ``g_feat_dim`` overrides it where f's width differs (main_matrix.py).
     """
 
     def __init__(self, feat_dim: int = 128, num_classes: int = 10, question_loss_weight: float = 1.0,
-                 **_: object):
+                 g_feat_dim: int | None = None, **_: object):
         super().__init__()
-        self.feat_dim = int(feat_dim)
+        self.feat_dim = int(g_feat_dim or feat_dim)
         self.num_classes = int(num_classes)
         self.question_loss_weight = float(question_loss_weight)
         self.fc = nn.Linear(self.feat_dim, self.num_classes)
@@ -93,12 +94,14 @@ class LearnedMixin(nn.Module):
 
         L = CE(f_pred + b(x), y) + entropy_penalty * mean_n H(softmax(b(x_n)))
 
-    ``entropy_penalty = 0`` gives plain LearnedMixin; the paper's default "+H" weight is 0.36.
+    ``entropy_penalty = 0`` gives plain LearnedMixin; the paper's default "+H" weight is 0.36. ``feat_dim`` is the
+    width of f's features; ``f_feat_dim`` overrides it where g's width differs (main_matrix.py).
     """
 
-    def __init__(self, feat_dim: int = 128, num_classes: int = 10, entropy_penalty: float = 0.36, **_: object):
+    def __init__(self, feat_dim: int = 128, num_classes: int = 10, entropy_penalty: float = 0.36,
+                 f_feat_dim: int | None = None, **_: object):
         super().__init__()
-        self.feat_dim = int(feat_dim)
+        self.feat_dim = int(f_feat_dim or feat_dim)
         self.num_classes = int(num_classes)
         self.entropy_penalty = float(entropy_penalty)
         self.fc = nn.Linear(self.feat_dim, 1)

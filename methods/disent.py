@@ -52,16 +52,23 @@ class StepBasedMethod(Method):
 
     def _apply(self, loss: Tensor) -> None:
         """One backward pass, every optimiser steps; with ``--use_lr_decay`` the schedulers step from
-        ``curr_step`` on (DisEnt's schedule: the first decay lands at curr_step + lr_decay_step)."""
+        :attr:`lr_decay_start` on (DisEnt's schedule: the first decay lands at curr_step + lr_decay_step)."""
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for optimizer in self.optimizers.values():
             optimizer.step()
-        if self.decays_lr and self.config.use_lr_decay and self.step >= self.config.curr_step:
+        if self.decays_lr and self.config.use_lr_decay and self.step >= self.lr_decay_start:
             for scheduler in self.schedulers.values():
                 scheduler.step()
         self.step += 1
+
+    @property
+    def lr_decay_start(self) -> int:
+        """The step from which the schedulers step: ``curr_step`` (DisEnt's schedule) unless the config sets
+        ``lr_decay_start`` (main_matrix.py: 0, the benchmark's schedule)."""
+        start = self.config.get("lr_decay_start")
+        return self.config.curr_step if start is None else start
 
     def learning_rates(self) -> dict[str, float]:
         return {f"lr_{name}": s.get_last_lr()[0] for name, s in self.schedulers.items()}

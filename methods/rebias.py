@@ -77,14 +77,19 @@ class ReBias(Method):
         g_params = [p for g in self.g_nets for p in g.parameters()]
         self.f_optimizer = build_optimizer(config.optim, f_params, config.lr, config.weight_decay)
         self.g_optimizer = build_optimizer(config.optim, g_params, config.lr, config.weight_decay)
-        self.f_scheduler = build_scheduler(config.scheduler, self.f_optimizer, config.n_epochs, config.lr_step_size)
-        self.g_scheduler = build_scheduler(config.scheduler, self.g_optimizer, config.n_epochs, config.lr_step_size)
+        gamma = config.get("lr_gamma", 0.1)
+        self.f_scheduler = build_scheduler(config.scheduler, self.f_optimizer, config.n_epochs, config.lr_step_size,
+                                           gamma)
+        self.g_scheduler = build_scheduler(config.scheduler, self.g_optimizer, config.n_epochs, config.lr_step_size,
+                                           gamma)
 
     # ----------------------------------------------------------------------------------------------- schedule
     def phases(self) -> list[Phase]:
+        """Pre-training epochs are passes over the training loader; main epochs too, or ``steps_per_epoch`` steps
+        each where the config sets it (main_matrix.py: the benchmark's evaluation interval)."""
         return [Phase("pretrain_g", self.config.n_g_pretrain_epochs),
                 Phase("pretrain_f", self.config.n_f_pretrain_epochs),
-                Phase("main", self.config.n_epochs)]
+                Phase("main", self.config.n_epochs, self.config.get("steps_per_epoch"))]
 
     def end_epoch(self, phase: Phase, train_loader: Iterable) -> None:
         """Step the learning-rate schedules (during pre-training only when there is no main phase, as originally)."""

@@ -46,16 +46,22 @@ class VanillaMLP(nn.Module):
 
 
 class LfFMLP(nn.Module):
-    """LfF's Colored MNIST ``MLP``: 2352 -> 100 -> 100 -> 100 (ReLU each) -> ``classifier`` Linear(100, C)."""
+    """LfF's Colored MNIST ``MLP``: 2352 -> 100 -> 100 -> 100 (ReLU each) -> ``classifier`` Linear(100, C).
 
-    def __init__(self, num_classes: int = 10):
+    ``divide_by_255`` (default, as the original code on [0, 1] inputs); False feeds the inputs as they are (the
+    comparison matrix's Biased MNIST, whose inputs are in [-1, 1] and whose weight decay would otherwise keep the
+    weights needed by 1/255-scaled inputs from growing)."""
+
+    def __init__(self, num_classes: int = 10, divide_by_255: bool = True):
         super().__init__()
+        self.divide_by_255 = divide_by_255
         self.feature = nn.Sequential(nn.Linear(MLP_INPUT_DIM, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU(),
                                      nn.Linear(100, 100), nn.ReLU())
         self.classifier = nn.Linear(100, num_classes)
 
     def extract(self, x: Tensor) -> Tensor:
-        return self.feature(_flatten_and_scale(x))
+        flat = _flatten_and_scale(x) if self.divide_by_255 else x.reshape(x.shape[0], -1)
+        return self.feature(flat)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.extract(x))

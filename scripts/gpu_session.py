@@ -14,8 +14,12 @@ The sequence (each step a child process; its output is shown and kept in OUT/log
    autocast and channels_last): ReBias and Vanilla at rho 0.997, then 0.999, 0.995 and 0.99, then LearnedMixin and
    RUBi at the same rhos, in OUT/biased_mnist_table1/ (the layout of scripts/biased_mnist_table1.sh with
    STACK_SEEDS=1, so either script can finish the table);
-4. the report: scripts/report.py over the finished runs (OUT/biased_mnist_table1/report/) and OUT/SESSION.md (the
-   steps, the tests' counts, the throughput table, the runs).
+4. ``matrix_data_*`` and ``matrix_conv_<benchmark>_<method>_seed<k>``: the conv family of the comparison matrix
+   (utils/matrix.py; main_matrix.py --family conv, fp32 + channels_last: LfF and DisEnt have no autocast, and a
+   column must train every method alike), seed-major, in OUT/matrix/conv/, on
+   Colored MNIST generated into OUT/matrix_data/ (the layout of scripts/matrix.sh with FAMILY=conv);
+5. the reports: scripts/report.py over the finished Table 1 runs (OUT/biased_mnist_table1/report/), the conv matrix
+   (OUT/matrix/report/) and OUT/SESSION.md (the steps, the tests' counts, the throughput table, the runs).
 
 Budget: a step starts only while the time left, less a reserve kept for stopping and the report, covers the least it
 needs (a training run: one minute); otherwise the sequence stops there and the rest is left for a later session. A
@@ -27,8 +31,9 @@ when they pass; a bench setup: its JSON), and a training run continues from its 
 Checkpoints (last.pth) stay under OUT and are git-ignored: only JSON, logs and reports are for committing.
 
 ``--dry_run`` runs the same sequence on the CPU with tiny limits (a 512/256-image MNIST subset written into OUT,
-batches of 4, one step per run, 3x3 kernels for f, no torch.compile setup), forking this interpreter for each step
-instead of starting a new one, so that it ends within a minute or so; its OUT defaults to a temporary folder.
+batches of 4, one step per run, 3x3 kernels for f, no torch.compile setup, the matrix for seed 0 only), forking
+this interpreter for each step instead of starting a new one, so that it ends within a minute or so; its OUT
+defaults to a temporary folder.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ import json
 import os
 import re
 import runpy
+import shlex
 import signal
 import subprocess
 import sys
@@ -56,6 +62,7 @@ from typing import IO, Protocol
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+from utils.matrix import BENCHMARKS, TRAINED_METHODS  # noqa: E402
 
 RHOS = ("0.997", "0.999", "0.995", "0.99")
 SEEDS = (0, 1, 2)
@@ -74,8 +81,8 @@ TABLE_DIR = "biased_mnist_table1"
 REQUIRED_MODULES = ("torch", "torchvision", "numpy", "PIL", "fire", "munch", "adamp", "tqdm", "matplotlib", "sklearn",
                     "scipy", "pytest")
 """What the session's steps import (PyAV, ``av``, only serves the action tests, which are skipped without it)."""
-DRY_RUN_PRELOAD = ("torch", "torchvision", "main_biased_mnist", "bench.throughput_biased_mnist", "matplotlib.pyplot",
-                   "pytest")
+DRY_RUN_PRELOAD = ("torch", "torchvision", "main_biased_mnist", "main_matrix", "datasets.make_disent_data",
+                   "bench.throughput_biased_mnist", "matplotlib.pyplot", "pytest")
 POLL_SECONDS = 0.1
 
 
@@ -92,6 +99,9 @@ class Scale:
     train_min_seconds: float
     reserve_seconds: float
     grace_seconds: float
+    matrix_flags: tuple[str, ...] = ()
+    matrix_seeds: tuple[int, ...] = SEEDS
+    data_flags: tuple[str, ...] = ()
 
 
 BF16_CHANNELS_LAST = ("--amp", "bf16", "--channels_last", "True")
@@ -103,7 +113,8 @@ GPU = Scale(
                   ("bf16_channels_last_compile", (*BF16_CHANNELS_LAST, "--compile", "True"))),
     train_flags=BF16_CHANNELS_LAST,
     report_flags=(),
-    tests_max_seconds=480, bench_max_seconds=300, train_min_seconds=60, reserve_seconds=150, grace_seconds=60)
+    tests_max_seconds=480, bench_max_seconds=300, train_min_seconds=60, reserve_seconds=150, grace_seconds=60,
+    matrix_flags=("--channels_last", "True", "--progress", "False"))
 DRY_RUN = Scale(
     bench_flags=("--device", "cpu", "--batch_size", "4", "--steps", "1", "--warmup", "1", "--compare_original",
                  "False", "--f_kernel_size", "3"),
@@ -112,7 +123,10 @@ DRY_RUN = Scale(
     train_flags=(*BF16_CHANNELS_LAST, "--device", "cpu", "--n_epochs", "1", "--batch_size", "4",
                  "--limit_train_batches", "1", "--limit_eval_batches", "1", "--f_kernel_size", "3"),
     report_flags=("--include_shortened",),
-    tests_max_seconds=300, bench_max_seconds=300, train_min_seconds=0, reserve_seconds=30, grace_seconds=10)
+    tests_max_seconds=300, bench_max_seconds=300, train_min_seconds=0, reserve_seconds=30, grace_seconds=10,
+    matrix_flags=("--channels_last", "True", "--device", "cpu", "--progress", "False", "--n_epochs", "1",
+                  "--steps_per_epoch", "1", "--batch_size", "4", "--limit_eval_batches", "1"),
+    matrix_seeds=(0,), data_flags=("--n_valid", "64"))
 
 
 @dataclass(frozen=True)
@@ -188,10 +202,51 @@ def training_step(method: str, rho: str, out: Path, root: Path, python: str, sca
                 min_seconds=scale.train_min_seconds)
 
 
+MATRIX_DIR = "matrix"
+
+
+def matrix_data_dir(out: Path, benchmark: str) -> Path:
+    """Where the session generates a Colored MNIST benchmark's data (its folder name under OUT/matrix_data)."""
+    return out / "matrix_data" / Path(BENCHMARKS[benchmark].data_dir).name
+
+
+def matrix_steps(out: Path, root: Path, python: str, scale: Scale) -> list[Step]:
+    """The conv family of the comparison matrix: its Colored MNIST data, then every trained cell, seed-major."""
+    steps = []
+    for name, benchmark in BENCHMARKS.items():
+        if benchmark.data_command is None:
+            continue
+        data_dir = matrix_data_dir(out, name)
+        command = shlex.split(benchmark.data_command.format(mnist_root=root, data_dir=data_dir))[1:]
+        steps.append(Step(f"matrix_data_{data_dir.name}", (python, *command, *scale.data_flags),
+                          (data_dir / "cmnist" / benchmark.percent / "manifest.json",)))
+    for seed in scale.matrix_seeds:
+        for name, benchmark in BENCHMARKS.items():
+            data = ("--data_dir", str(matrix_data_dir(out, name))) if benchmark.data_command else ()
+            for method in TRAINED_METHODS:
+                save_dir = out / MATRIX_DIR / "conv" / name
+                command = (python, "main_matrix.py", "--family", "conv", "--benchmark", name, "--method", method,
+                           "--seed", str(seed), "--root", str(root), *data, "--save_dir", str(save_dir),
+                           "--run_name", f"{method}_seed{seed}", "--resume", "auto", *scale.matrix_flags)
+                steps.append(Step(f"matrix_conv_{name}_{method}_seed{seed}", command,
+                                  (save_dir / f"{method}_seed{seed}" / "results.json",),
+                                  min_seconds=scale.train_min_seconds))
+    return steps
+
+
 def build_steps(out: Path, root: Path, python: str, scale: Scale) -> list[Step]:
-    """The session's sequence: the CUDA tests, the bench setups, then the training runs in TRAINING_ORDER."""
+    """The session's sequence: the CUDA tests, the bench setups, the training runs in TRAINING_ORDER, then the conv
+    family of the comparison matrix."""
     return [tests_step(out, python, scale), *bench_steps(out, root, python, scale),
-            *(training_step(method, rho, out, root, python, scale) for method, rho in TRAINING_ORDER)]
+            *(training_step(method, rho, out, root, python, scale) for method, rho in TRAINING_ORDER),
+            *matrix_steps(out, root, python, scale)]
+
+
+def matrix_report_step(out: Path, python: str) -> Step:
+    """scripts/report.py matrix over the conv family's finished cells."""
+    return Step("report_matrix", (python, "scripts/report.py", "matrix", "--family", "conv", "--root",
+                                  str(out / MATRIX_DIR), "--out", str(out / MATRIX_DIR / "report")),
+                (out / MATRIX_DIR / "report" / "matrix_conv.md",))
 
 
 def report_step(out: Path, python: str, scale: Scale) -> Step:
@@ -461,6 +516,14 @@ def training_lines(out: Path) -> list[str]:
     return lines
 
 
+def matrix_line(out: Path, scale: Scale) -> str:
+    """How many conv-family matrix cells are finished, and where their report is."""
+    finished = sorted((out / MATRIX_DIR / "conv").glob("*/*/results.json"))
+    total = len(BENCHMARKS) * len(TRAINED_METHODS) * len(scale.matrix_seeds)
+    return (f"{len(finished)} of {total} runs finished ({MATRIX_DIR}/conv/); report: "
+            f"{MATRIX_DIR}/report/matrix_conv.md")
+
+
 def write_summary(out: Path, device: str, budget_minutes: float, scale: Scale, session: Session,
                   outcomes: Sequence[Outcome]) -> Path:
     """OUT/SESSION.md: this session's steps, the CUDA tests, the throughput table and the state of every run."""
@@ -472,7 +535,8 @@ def write_summary(out: Path, device: str, budget_minutes: float, scale: Scale, s
     lines += ["", "## CUDA tests", "", tests_summary(out), "", "## Throughput (bench/throughput_biased_mnist.py)", "",
               *bench_table(out, [setup for setup, _ in scale.bench_setups]), "",
               "## Biased MNIST runs (Table 1; 3 stacked seeds each)", "", *training_lines(out), "",
-              f"Report of the finished runs: {TABLE_DIR}/report/biased_mnist_table.md", ""]
+              f"Report of the finished runs: {TABLE_DIR}/report/biased_mnist_table.md", "",
+              "## Comparison matrix, conv family (main_matrix.py)", "", matrix_line(out, scale), ""]
     path = out / "SESSION.md"
     path.write_text("\n".join(lines))
     return path
@@ -557,6 +621,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = session.run(steps)
     if results_exist(out):
         report = report_step(out, args.python, scale)
+        outcomes.append(session.execute(report, max(session.remaining(), scale.reserve_seconds / 2)))
+    if any((out / MATRIX_DIR / "conv").glob("*/*/results.json")):
+        report = matrix_report_step(out, args.python)
         outcomes.append(session.execute(report, max(session.remaining(), scale.reserve_seconds / 2)))
     summary = write_summary(out, device, args.budget_min, scale, session, outcomes)
     print(f"[gpu_session] summary: {summary}")

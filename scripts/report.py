@@ -5,6 +5,7 @@ Usage::
     python scripts/report.py RESULTS_DIR --out OUT_DIR [--skip_invalid] [--include_shortened]
     python scripts/report.py lff|cmnist RESULTS_DIR [--out OUT_DIR]     (Colored MNIST reproduction tables)
     python scripts/report.py readme [--check]                           (README tables from the committed results/)
+    python scripts/report.py matrix [--family mlp|conv] [--out DIR]     (the comparison matrix, utils/matrix.py)
 
 The directory is walked recursively; every ``results.json`` is validated and grouped by task, method, setting
 (e.g. the train correlation rho) and seed. Each cell of a table is ``mean ± std (n=seeds)`` over seeds, with the
@@ -830,11 +831,34 @@ def reproduction_main(argv: list[str]) -> int:
     return 0
 
 
+def matrix_main(argv: list[str]) -> int:
+    """``report.py matrix [--family mlp|conv] [--out DIR]``: the comparison matrix (utils/matrix_report.py) from
+    the results.json files its cells name; exit 1 with one line if a file belongs to another cell."""
+    from utils import matrix_report
+
+    parser = argparse.ArgumentParser(description=matrix_main.__doc__)
+    parser.add_argument("--family", default="mlp", choices=sorted(matrix_report.FAMILIES))
+    parser.add_argument("--root", default=None, help="where main_matrix.py runs are (default: results/matrix)")
+    parser.add_argument("--out", default=None, help="default: results/matrix/report")
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out) if args.out is not None else Path(args.root or "results/matrix") / "report"
+    try:
+        built = matrix_report.build(args.family, out_dir, repo=".", root=args.root)
+    except matrix_report.MatrixError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(built["markdown"])
+    print(f"wrote the {args.family} matrix (md, csv, png) to {out_dir}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status (1 with a one-line message on a :class:`ReportError`)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("lff", "cmnist", "readme"):
         return reproduction_main(argv)
+    if argv and argv[0] == "matrix":
+        return matrix_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results_dir", help="directory searched recursively for results.json files")
     parser.add_argument("--out", default=None, help="output directory (default: RESULTS_DIR/report)")

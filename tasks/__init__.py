@@ -6,6 +6,7 @@ from tasks.base import Task
 from tasks.biased_mnist import BiasedMNISTTask, SeedStackedBiasedMNISTTask
 from tasks.disent import DisEntTask
 from tasks.imagenet import ImageNetTask
+from tasks.matrix import MatrixTask
 
 TASKS: dict[str, type[Task]] = {
     "action": ActionTask,
@@ -13,6 +14,7 @@ TASKS: dict[str, type[Task]] = {
     "biased_mnist_seeds": SeedStackedBiasedMNISTTask,
     "disent": DisEntTask,
     "imagenet": ImageNetTask,
+    "matrix": MatrixTask,
 }
 
 __all__ = ["TASKS", "Task"]

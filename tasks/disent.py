@@ -59,6 +59,14 @@ def aligned_conflicting_accuracy(cells: CellAccuracy) -> tuple[float, float]:
     return results[0], results[1]
 
 
+def group_metrics(loader_name: str, cells: CellAccuracy) -> dict[str, float]:
+    """``<loader>_aligned``, ``<loader>_conflicting`` and ``<loader>_cell_mean`` (those with samples)."""
+    aligned, conflicting = aligned_conflicting_accuracy(cells)
+    metrics = {f"{loader_name}_aligned": aligned, f"{loader_name}_conflicting": conflicting,
+               f"{loader_name}_cell_mean": cells.cell_mean()}
+    return {key: value for key, value in metrics.items() if not math.isnan(value)}
+
+
 class DisEntTask(Task):
     """One dataset at one ratio of bias-conflicting samples (``--percent``)."""
 
@@ -108,10 +116,7 @@ class DisEntTask(Task):
         return DISENT_MODELS[name](self.num_classes)
 
     def extra_metrics(self, loader_name: str, cells: CellAccuracy) -> dict[str, float]:
-        aligned, conflicting = aligned_conflicting_accuracy(cells)
-        metrics = {f"{loader_name}_aligned": aligned, f"{loader_name}_conflicting": conflicting,
-                   f"{loader_name}_cell_mean": cells.cell_mean()}
-        return {key: value for key, value in metrics.items() if not math.isnan(value)}
+        return group_metrics(loader_name, cells)
 
     def results_fields(self) -> dict[str, Any]:
         fields = {"dataset": self.config.dataset, "percent": float(str(self.config.percent).removesuffix("pct"))}

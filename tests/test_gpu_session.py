@@ -13,6 +13,7 @@ import pytest
 
 from scripts import gpu_session as gs
 from utils.distributed import launched_by_torchrun
+from utils.matrix import BENCHMARKS, TRAINED_METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,16 @@ def test_sequence_order_and_commands(tmp_path):
     assert names[5:13] == ["train_ReBias_rho0.997", "train_Vanilla_rho0.997", "train_ReBias_rho0.999",
                            "train_Vanilla_rho0.999", "train_ReBias_rho0.995", "train_Vanilla_rho0.995",
                            "train_ReBias_rho0.99", "train_Vanilla_rho0.99"]
-    assert names[13:] == [f"train_{method}_rho{rho}" for method in ("LearnedMixin", "RUBi") for rho in gs.RHOS]
+    assert names[13:21] == [f"train_{method}_rho{rho}" for method in ("LearnedMixin", "RUBi") for rho in gs.RHOS]
+    assert names[21:23] == ["matrix_data_cmnist_lff_paper", "matrix_data_cmnist_lff_lff"]
+    assert names[23:] == [f"matrix_conv_{benchmark}_{method}_seed{seed}" for seed in (0, 1, 2)
+                          for benchmark in BENCHMARKS for method in TRAINED_METHODS]
+    disent = next(step for step in steps if step.name == "matrix_conv_cmnist_disent_1pct_disent_seed1")
+    command = " ".join(disent.command)
+    assert "main_matrix.py --family conv --benchmark cmnist_disent_1pct --method disent --seed 1" in command
+    assert f"--data_dir {tmp_path / 'matrix_data' / 'cmnist_lff_lff'}" in command and "--amp" not in command
+    assert disent.outputs == (tmp_path / "matrix" / "conv" / "cmnist_disent_1pct" / "disent_seed1" / "results.json",)
+    assert "--preset lff_paper" in " ".join(steps[21].command)
     assert steps[0].command[1:5] == ("-m", "pytest", "-m", "cuda") and not steps[0].outputs
     compile_bench = " ".join(steps[4].command)
     assert "--compile True" in compile_bench and "--amp bf16" in compile_bench and "--device cuda" in compile_bench
@@ -199,3 +209,7 @@ def test_dry_run_runs_the_whole_sequence_on_the_cpu(tmp_path, mnist_root):
     summary = (out / "SESSION.md").read_text()
     assert "| report | done |" in summary and "ReBias, rho 0.997: finished" in summary
     assert "run  train_RUBi_rho0.99 " in result.stdout and "min left]" in result.stdout
+    matrix_runs = sorted((out / "matrix" / "conv").glob("*/*_seed0/results.json"))
+    assert len(matrix_runs) == len(BENCHMARKS) * len(TRAINED_METHODS)
+    assert all(json.loads(path.read_text())["family"] == "conv" for path in matrix_runs)
+    assert "| report_matrix | done |" in summary and (out / "matrix" / "report" / "matrix_conv.md").exists()

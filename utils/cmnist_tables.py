@@ -292,6 +292,19 @@ def _source(name: str) -> tuple[str, str]:
     raise KeyError(f"no results source for the generated README block '{name}'")
 
 
+def _tables_for(name: str, repo: str | Path, cache: dict[tuple[str, str], dict[str, str]]) -> dict[str, str]:
+    """The generated tables the README block ``name`` is one of (``matrix_<family>``: the comparison matrix)."""
+    if name.startswith("matrix_"):
+        from utils import matrix_report
+
+        family = name.removeprefix("matrix_")
+        return {name: matrix_report.render(family, matrix_report.collect(family, repo))}
+    directory, which = _source(name)
+    if (directory, which) not in cache:
+        cache[(directory, which)] = sections(load_runs(Path(repo) / directory), which)
+    return cache[(directory, which)]
+
+
 def regenerate_readme(text: str, repo: str | Path) -> str:
     """``text`` with every generated block replaced by the table its committed results give now."""
     cache: dict[tuple[str, str], dict[str, str]] = {}
@@ -302,12 +315,9 @@ def regenerate_readme(text: str, repo: str | Path) -> str:
         stop = text.find(end, start)
         if stop == -1:
             raise ValueError(f"README block '{name}' has no end marker '{end}'")
-        directory, which = _source(name)
-        if (directory, which) not in cache:
-            cache[(directory, which)] = sections(load_runs(Path(repo) / directory), which)
-        tables = cache[(directory, which)]
+        tables = _tables_for(name, repo, cache)
         if name not in tables:
-            raise KeyError(f"README block '{name}': no such table in {directory} (have {sorted(tables)})")
+            raise KeyError(f"README block '{name}': no such table in its results (have {sorted(tables)})")
         out.append(text[position:start] + begin + "\n\n" + tables[name] + "\n")
         position = stop
     out.append(text[position:])

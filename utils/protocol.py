@@ -25,6 +25,9 @@ class PaperProtocol:
     length: int
     batch_size: int
     check_batch_size: bool = False
+    steps_per_epoch: int | None = None
+    """Where an epoch is a fixed number of steps (main_matrix.py): a run with another ``steps_per_epoch`` is not
+    the protocol, whatever its number of epochs."""
 
 
 PAPER_PROTOCOLS: dict[str, PaperProtocol] = {
@@ -45,8 +48,21 @@ PRESET_PROTOCOLS: dict[str, dict[str, PaperProtocol]] = {
 steps."""
 
 
+def matrix_protocol(benchmark_name: Any) -> PaperProtocol | None:
+    """The protocol of a main_matrix.py run: its benchmark's length in evaluation intervals, batch 256."""
+    from utils.matrix import BENCHMARKS
+
+    benchmark = BENCHMARKS.get(benchmark_name)
+    if benchmark is None:
+        return None
+    return PaperProtocol(f"matrix_{benchmark.name}", EPOCHS, benchmark.epochs, 256, check_batch_size=True,
+                         steps_per_epoch=benchmark.steps_per_epoch)
+
+
 def paper_protocol(task: str, config: Mapping[str, Any]) -> PaperProtocol | None:
     """The protocol a run of ``task`` with ``config`` is measured against (None: no published length)."""
+    if task == "matrix":
+        return matrix_protocol(config.get("benchmark"))
     preset = config.get("preset")
     if preset in PRESET_PROTOCOLS and task in PRESET_PROTOCOLS[preset]:
         return PRESET_PROTOCOLS[preset][task]
@@ -84,7 +100,8 @@ def run_protocol(task: str, config: Mapping[str, Any], epochs: int | None, steps
     entry["paper_length"] = bool(
         protocol is not None and entry["trained"] == protocol.length
         and is_unlimited(limit_train) and is_unlimited(limit_eval)
-        and (not protocol.check_batch_size or batch_size is None or batch_size == protocol.batch_size))
+        and (not protocol.check_batch_size or batch_size is None or batch_size == protocol.batch_size)
+        and (protocol.steps_per_epoch is None or config.get("steps_per_epoch") == protocol.steps_per_epoch))
     return entry
 
 

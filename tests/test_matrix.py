@@ -1,0 +1,330 @@
+"""The comparison matrix (issue #14): every (method, benchmark) pair through main_matrix.py, the colour-only g's
+blindness to shape, the settings each cell trains with, scripts/matrix.sh and the matrix report."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import main_matrix
+from datasets.disent_data import DataMismatchError
+from datasets.make_disent_data import cmnist
+from models.matrix_models import MATRIX_MODELS, ColourHistogramNet, ConvClassifier
+from models.mnist_models import SimpleConvNet
+from tests.test_sweep_scripts import FAKE_PYTHON, flag
+from utils import matrix_report
+from utils.config import ConfigError
+from utils.matrix import (BENCHMARKS, DISENT_CURR_STEP_FRACTION, FAMILIES, FG_RECIPES, METHODS, STEP_RECIPES,
+                          TRAINED_METHODS, cell, method_settings)
+from utils.protocol import run_protocol
+
+REPO = Path(__file__).resolve().parents[1]
+SHORT = dict(n_epochs=2, steps_per_epoch=3, limit_eval_batches=2, progress=False, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def cmnist_dirs(tmp_path_factory, fake_mnist_root) -> dict[str, Path]:
+    """Tiny Colored MNIST at 1 pct in the two layouts the Colored MNIST benchmarks read."""
+    root = tmp_path_factory.mktemp("matrix_data")
+    lff = Path(cmnist(str(fake_mnist_root), str(root / "lff_paper"), percents="1", preset="lff_paper")).parent
+    disent = Path(cmnist(str(fake_mnist_root), str(root / "lff_lff"), percents="1", n_valid=200, palette="lff",
+                         render="lff")).parent
+    return {"cmnist_lff_1pct": lff, "cmnist_disent_1pct": disent}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("column", list(BENCHMARKS))
+@pytest.mark.parametrize("method", TRAINED_METHODS)
+def test_every_method_runs_on_every_benchmark_through_the_entry_point(tmp_path, fake_mnist_root, cmnist_dirs,
+                                                                       column, method):
+    data_dir = cmnist_dirs.get(column)
+    main_matrix.main(benchmark=column, method=method, root=str(fake_mnist_root), save_dir=str(tmp_path),
+                     **({"data_dir": str(data_dir)} if data_dir else {}), **SHORT)
+    run_dir = tmp_path / f"{method}_n_epochs-2_limit_eval_batches-2_steps_per_epoch-3_seed0"
+    results = json.loads((run_dir / "results.json").read_text())
+    split = BENCHMARKS[column].unbiased_split
+    assert (results["task"], results["benchmark"], results["family"], results["matrix_method"]) == (
+        "matrix", column, "mlp", method)
+    assert results["protocol"]["name"] == f"matrix_{column}" and results["protocol"]["trained"] == 2
+    assert results["protocol"]["paper_length"] is False
+    phases = [record["phase"] for record in results["history"]]
+    assert phases == ["pretrain_g"] * (5 if method == "learnedmixin" else 0) + ["main"] * 2
+    assert 0.0 <= results["final_metrics"][split] <= 100.0 and f"{split}_cell_mean" in results["final_metrics"]
+    assert results["networks"] == FAMILIES["mlp"].networks(BENCHMARKS[column])
+    if method in FG_RECIPES:
+        assert len(results["g_metrics"]) == 1 and split in results["g_metrics"][0]
+    else:
+        assert set(results["predictor_metrics"]) == {"f", "bias"} and results["g_metrics"] == []
+    assert matrix_report.cell_value(results, "f", BENCHMARKS[column]) == results["final_metrics"][split]
+
+
+def test_each_method_trains_with_its_own_settings_and_the_benchmark_shared_ones():
+    for name, benchmark in BENCHMARKS.items():
+        for method in TRAINED_METHODS:
+            config, registry = main_matrix.resolve({"benchmark": name, "method": method, "root": "r"})
+            assert (config.lr, config.weight_decay, config.batch_size) == (benchmark.lr, benchmark.weight_decay, 256)
+            assert (config.n_epochs, config.steps_per_epoch) == (benchmark.epochs, benchmark.steps_per_epoch)
+            for key, value in {**FG_RECIPES.get(method, {}), **STEP_RECIPES.get(method, {})}.items():
+                assert config[key] == value, (name, method, key)
+            if method in STEP_RECIPES:
+                assert registry == method and config.num_steps == benchmark.num_steps
+                assert config.valid_freq == benchmark.steps_per_epoch
+                if method not in benchmark.native_settings:
+                    assert config.lr_decay_start == 0
+                    assert config.use_lr_decay == (benchmark.lr_decay_epochs is not None)
+                expected_curr = round(DISENT_CURR_STEP_FRACTION * benchmark.num_steps) if method == "disent" else 0
+                assert config.curr_step == expected_curr
+            else:
+                assert registry == "rebias"
+                assert config.scheduler == ("StepLR" if benchmark.lr_decay_epochs else "none")
+    bm, _ = main_matrix.resolve({"benchmark": "biased_mnist_rho0.997", "method": "disent", "root": "r"})
+    assert (bm.num_steps, bm.curr_step, bm.lr_decay_step, bm.lr_gamma) == (18_800, 3_760, 4_700, 0.1)
+    mixin, _ = main_matrix.resolve({"benchmark": "cmnist_lff_1pct", "method": "learnedmixin"})
+    assert (mixin.n_g_pretrain_epochs, mixin.n_g_update, mixin.outer_criterion) == (5, 0, "LearnedMixin")
+    native = main_matrix.resolve({"benchmark": "cmnist_disent_1pct", "method": "disent", "family": "conv"})[0]
+    assert (native.num_steps, native.curr_step, native.use_lr_decay) == (50_000, 10_000, True)
+    assert (native.lr_decay_step, native.lr_gamma, native.lr_decay_start, native.lr) == (10_000, 0.5, 10_000, 0.01)
+    elsewhere = main_matrix.resolve({"benchmark": "cmnist_lff_1pct", "method": "disent"})[0]
+    assert (elsewhere.use_lr_decay, elsewhere.curr_step, elsewhere.lr) == (False, 4_700, 1e-3)
+    rubi = main_matrix.resolve({"benchmark": "cmnist_disent_1pct", "method": "rubi"})[0]
+    assert (rubi.scheduler, rubi.lr, rubi.weight_decay) == ("none", 0.01, 0)
+    assert rubi.n_epochs * rubi.steps_per_epoch == 50_000
+    with pytest.raises(ConfigError, match="--method"):
+        main_matrix.resolve({"benchmark": "cmnist_lff_1pct", "method": "biased"})
+    with pytest.raises(ConfigError, match="--root is required"):
+        main_matrix.resolve({"benchmark": "biased_mnist_rho0.990", "method": "rubi"})
+    with pytest.raises(KeyError):
+        method_settings(BENCHMARKS["cmnist_lff_1pct"], "unknown")
+
+
+@pytest.mark.parametrize("method, flag", [("rubi", "q"), ("lff", "optim"), ("lff", "curr_step"),
+                                          ("disent", "hsic_alg"), ("vanilla", "lambda_swap")])
+def test_a_flag_the_method_would_not_read_is_refused(method, flag):
+    with pytest.raises(ConfigError, match=f"--method {method} does not read --{flag}"):
+        main_matrix.resolve({"benchmark": "cmnist_lff_1pct", "method": method, flag: 1})
+
+
+def test_a_run_with_other_steps_per_epoch_is_not_the_matrix_protocol():
+    config, _ = main_matrix.resolve({"benchmark": "cmnist_lff_1pct", "method": "lff", "steps_per_epoch": 3})
+    assert run_protocol("matrix", config, epochs=100, steps=300)["paper_length"] is False
+    full, _ = main_matrix.resolve({"benchmark": "cmnist_lff_1pct", "method": "lff"})
+    assert run_protocol("matrix", full, epochs=100, steps=23_500)["paper_length"] is True
+
+
+def test_colored_mnist_of_the_other_layout_is_refused(tmp_path, cmnist_dirs):
+    with pytest.raises(DataMismatchError, match="n_valid 200, but cmnist_lff_1pct"):
+        main_matrix.main(benchmark="cmnist_lff_1pct", method="rubi", data_dir=str(cmnist_dirs["cmnist_disent_1pct"]),
+                         save_dir=str(tmp_path), **SHORT)
+
+
+def permute_pixels(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    order = torch.randperm(x.shape[2] * x.shape[3], generator=generator)
+    return x.flatten(2)[:, :, order].view_as(x)
+
+
+@pytest.mark.parametrize("network", [
+    lambda: ColourHistogramNet(10, value_range=(-1.0, 1.0)),
+    lambda: SimpleConvNet(10, kernel_size=1),
+])
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_colour_only_g_is_blind_to_shape(network, train_mode):
+    """Permuting pixel positions (the same permutation for every image) leaves g's logits and features unchanged,
+    in training mode (batch statistics) and evaluation mode; f with 7x7 kernels does see the permutation."""
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    x = (torch.rand(8, 3, 28, 28, generator=generator, dtype=torch.float64) * 2 - 1)
+    g = network().double().train(train_mode)
+    permuted = permute_pixels(x, generator)
+    for original, shuffled in zip(g(x), g(permuted), strict=True):
+        scale = original.abs().max().item() + 1.0
+        assert torch.allclose(original, shuffled, atol=1e-9 * scale, rtol=0)
+    f = ConvClassifier(10).double().train(train_mode)
+    assert not torch.allclose(f(x), f(permuted), atol=1e-3, rtol=0)
+
+
+def test_colour_histogram_counts_pixels_per_quantised_colour():
+    net = ColourHistogramNet(10, value_range=(0.0, 1.0), levels=2)
+    image = torch.zeros(1, 3, 2, 2)
+    image[0, :, 0, 0] = torch.tensor([1.0, 0.0, 0.0])
+    image[0, :, 0, 1] = torch.tensor([0.9, 0.2, 0.7])
+    histogram = net.histogram(image)
+    expected = torch.zeros(1, 8)
+    expected[0, 0] = 0.5
+    expected[0, 4] = 0.25
+    expected[0, 5] = 0.25
+    assert torch.equal(histogram, expected)
+
+
+def fake_results(path: Path, **fields) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "results.json").write_text(json.dumps(fields))
+
+
+def data_fields(benchmark: str, **variant) -> dict:
+    """The data entries of a results.json on ``benchmark`` (``variant`` overrides palette/render/n_valid)."""
+    bench = BENCHMARKS[benchmark]
+    if bench.n_valid is None:
+        return {"train_correlation": bench.rho}
+    return {"percent": 1.0, "data_variant": {"palette": "lff", "render": "lff", "n_valid": bench.n_valid, **variant}}
+
+
+def matrix_run(root: Path, benchmark: str, method: str, seed: int, unbiased: float, g: float | None = None,
+               paper_length: bool = True, family: str = "mlp", **overrides) -> None:
+    split = BENCHMARKS[benchmark].unbiased_split
+    fields = {"benchmark": benchmark, "family": family, "matrix_method": method, "seed": seed,
+              **data_fields(benchmark),
+              "protocol": {"name": f"matrix_{benchmark}", "paper_length": paper_length},
+              "final_metrics": {split: unbiased}, "metrics": {split: -1.0},
+              "g_metrics": [] if g is None else [{split: g}], **overrides}
+    fake_results(root / cell(family, benchmark, method, seed, root=str(root / "results/matrix")).run_dir, **fields)
+
+
+def test_matrix_report_from_synthetic_results(tmp_path):
+    matrix_run(tmp_path, "biased_mnist_rho0.997", "vanilla", 0, 30.0, g=10.0)
+    matrix_run(tmp_path, "biased_mnist_rho0.997", "vanilla", 1, 34.0, g=12.0)
+    matrix_run(tmp_path, "biased_mnist_rho0.997", "rebias", 0, 60.0)
+    matrix_run(tmp_path, "biased_mnist_rho0.997", "rebias", 1, 99.0, paper_length=False)
+    shared = tmp_path / cell("mlp", "cmnist_disent_1pct", "disent", 2).run_dir
+    fake_results(shared, seed=2, method="DisEnt", config={"backbone": None}, **data_fields("cmnist_disent_1pct"),
+                 protocol={"name": "disent", "paper_length": True}, final_metrics={"test": 75.5},
+                 metrics={"test": 80.0})
+    collected = matrix_report.collect("mlp", tmp_path, root=str(tmp_path / "results/matrix"))
+    table = matrix_report.render("mlp", collected)
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table.splitlines()[2:9]}
+    assert rows["Vanilla"][0] == "32.0 ± 2.8 (n=2)" and rows["Biased"][0] == "11.0 ± 1.4 (n=2)"
+    assert rows["ReBias"][0] == "60.0 ± – (n=1)"
+    assert rows["DisEnt"][3].rstrip(" |") == "75.5 ± – (n=1) [paper 81.3] †"
+    assert rows["RUBi"][0] == "missing" and all("0.0" not in value for value in rows["RUBi"])
+    assert "1 finished run(s) not at the matrix's length" in table and "[paper X]" in table
+    out = tmp_path / "report"
+    matrix_report.build("mlp", out, tmp_path, root=str(tmp_path / "results/matrix"))
+    assert {p.name for p in out.iterdir()} == {"matrix_mlp.md", "matrix_mlp.csv", "matrix_mlp_heatmap.png"}
+    csv_rows = (out / "matrix_mlp.csv").read_text().splitlines()
+    assert "mlp,biased_mnist_rho0.997,RUBi,,,0,,," in csv_rows
+
+
+def test_matrix_report_refuses_a_run_of_another_cell(tmp_path):
+    matrix_run(tmp_path, "cmnist_lff_1pct", "rubi", 0, 40.0)
+    path = tmp_path / cell("mlp", "cmnist_lff_1pct", "rubi", 0, root=str(tmp_path / "results/matrix")).run_dir
+    data = json.loads((path / "results.json").read_text())
+    data["family"] = "conv"
+    (path / "results.json").write_text(json.dumps(data))
+    with pytest.raises(matrix_report.MatrixError, match="family 'conv'"):
+        matrix_report.collect("mlp", tmp_path, root=str(tmp_path / "results/matrix"))
+    data["family"] = "mlp"
+    data["data_variant"]["n_valid"] = 5000
+    (path / "results.json").write_text(json.dumps(data))
+    with pytest.raises(matrix_report.MatrixError, match=r"n_valid, percent\) \('lff', 'lff', 5000"):
+        matrix_report.collect("mlp", tmp_path, root=str(tmp_path / "results/matrix"))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"method": "LfF"}, "method 'LfF'"), ({"config": {"backbone": "mlp_lff"}}, "backbone 'mlp_lff'"),
+    ({"protocol": {"name": "lff_paper", "paper_length": True}}, "protocol 'lff_paper'"),
+    (data_fields("cmnist_disent_1pct", render="disent_figure"), "'disent_figure'")])
+def test_matrix_report_refuses_a_shared_run_of_another_method_network_protocol_or_data(tmp_path, change, message):
+    fields = {"seed": 0, "method": "Vanilla", "config": {"backbone": None}, **data_fields("cmnist_disent_1pct"),
+              "protocol": {"name": "disent", "paper_length": True}, "final_metrics": {"test": 50.0}, **change}
+    fake_results(tmp_path / cell("mlp", "cmnist_disent_1pct", "vanilla", 0).run_dir, **fields)
+    with pytest.raises(matrix_report.MatrixError, match=message):
+        matrix_report.collect("mlp", tmp_path, root=str(tmp_path / "results/matrix"))
+
+
+def test_paper_values_only_where_a_paper_reported_that_exact_cell():
+    assert matrix_report.paper_value("conv", "biased_mnist_rho0.997", "rebias") == 64.2
+    assert matrix_report.paper_value("mlp", "biased_mnist_rho0.997", "rebias") is None
+    assert matrix_report.paper_value("mlp", "cmnist_lff_1pct", "lff") == pytest.approx(74.01)
+    assert matrix_report.paper_value("conv", "cmnist_lff_1pct", "lff") is None
+    assert matrix_report.paper_value("mlp", "cmnist_lff_1pct", "disent") is None
+
+
+def test_plan_shares_the_paper_tables_runs_and_names_each_cell_once():
+    result = subprocess.run([sys.executable, "-m", "utils.matrix", "plan", "--seeds", "7", "--root", "/nonexistent"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    commands = [command for _, command in lines]
+    assert len(commands) == len(set(commands))
+    assert "OUT= EXTRA= PERCENTS=1pct SEEDS=7 JOBS=1 bash scripts/lff_cmnist_table.sh" in commands
+    assert "OUT= EXTRA= PERCENTS=1pct SEEDS=7 METHODS=ours JOBS=1 bash scripts/disent_cmnist_table.sh" in commands
+    trained = [c for c in commands if "main_matrix.py" in c]
+    assert len(trained) == 6 * 2 + 5 + 4
+    assert not any("--method biased" in c for c in commands)
+    assert not any("cmnist_disent_1pct --method lff" in c for c in trained)
+
+
+def test_matrix_script_runs_missing_cells_once_and_skips_finished_ones(tmp_path):
+    fake = tmp_path / "fake_python"
+    fake.write_text(FAKE_PYTHON.replace("args = sys.argv[1:]", "args = sys.argv[1:]" + RUN_MATRIX_MODULE) + MATRIX_FAKE)
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    done = out / "mlp" / "biased_mnist_rho0.990" / "rubi_seed0"
+    done.mkdir(parents=True)
+    (done / "results.json").write_text("{}")
+    log = tmp_path / "calls.jsonl"
+    env = {**os.environ, "PYTHON": str(fake), "CALL_LOG": str(log), "OUT": str(out), "SEEDS": "0",
+           "BENCHMARKS": "biased_mnist_rho0.997 biased_mnist_rho0.990", "METHODS": "vanilla biased rubi",
+           "JOBS": "2", "DEVICE": "cpu"}
+    subprocess.run(["bash", "scripts/matrix.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+                   check=True)
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    training = [c for c in calls if c[0] == "main_matrix.py"]
+    assert sorted((flag(c, "--benchmark"), flag(c, "--method")) for c in training) == [
+        ("biased_mnist_rho0.990", "vanilla"), ("biased_mnist_rho0.997", "rubi"), ("biased_mnist_rho0.997", "vanilla")]
+    assert all(flag(c, "--device") == "cpu" and flag(c, "--progress") == "False" and flag(c, "--resume") == "auto"
+               for c in training)
+    assert calls[-1][:2] == ["scripts/report.py", "matrix"]
+    log.unlink()
+    subprocess.run(["bash", "scripts/matrix.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+                   check=True)
+    again = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [c[0] for c in again if not c[0].startswith("-")] == ["scripts/report.py"]
+
+
+RUN_MATRIX_MODULE = r'''
+if args[:2] == ["-m", "utils.matrix"]:
+    os.execv(sys.executable, [sys.executable, *args])'''
+MATRIX_FAKE = r'''
+if args[0] == "main_matrix.py":
+    run_dir = Path(args[args.index("--save_dir") + 1]) / args[args.index("--run_name") + 1]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "results.json").write_text("{}")
+'''
+
+
+def test_every_row_has_a_source_on_every_benchmark():
+    for benchmark in BENCHMARKS:
+        for method in METHODS:
+            entry = cell("mlp", benchmark, method, 0)
+            assert entry.predictor == ("g_0" if method == "biased" else "f")
+            assert entry.shared_with is not None or "main_matrix.py" in entry.command
+        assert cell("conv", benchmark, "lff", 0).shared_with is None
+
+
+def test_unit_input_lff_mlp_equals_the_original_on_255_times_the_input():
+    """``mlp_lff_unit`` (Biased MNIST in the matrix) is LfF's MLP without the originals' division by 255."""
+    torch.manual_seed(0)
+    original = MATRIX_MODELS["mlp_lff"](10).double()
+    unit = MATRIX_MODELS["mlp_lff_unit"](10).double()
+    unit.load_state_dict(original.state_dict())
+    x = torch.rand(4, 3, 28, 28, dtype=torch.float64)
+    assert torch.allclose(unit(x), original(255 * x), rtol=1e-12, atol=1e-12)
+    encoder = MATRIX_MODELS["mlp_lff_unit_disentangle"](10)
+    assert encoder(x.float()).shape == (4, 100) and encoder.fc.in_features == 200
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_runs_flush_denormals_on_the_cpu_unless_told_not_to(tmp_path, cmnist_dirs, flush, monkeypatch):
+    """Flushing is on for the run and off again afterwards. Also: the Colored MNIST benchmarks' f/g methods keep a
+    constant learning rate (``--scheduler none``)."""
+    calls = []
+    monkeypatch.setattr(torch, "set_flush_denormal", lambda enabled: calls.append(enabled) or True)
+    main_matrix.main(benchmark="cmnist_lff_1pct", method="vanilla", data_dir=str(cmnist_dirs["cmnist_lff_1pct"]),
+                     save_dir=str(tmp_path), flush_denormal=flush, **{**SHORT, "n_epochs": 3})
+    assert calls == ([True, False] if flush else [False])
+    results = json.loads(next(tmp_path.glob("vanilla_*/results.json")).read_text())
+    assert [record["lr_f"] for record in results["history"]] == [1e-3] * 3
