@@ -29,8 +29,8 @@ from datasets.lff_protocols import DEFAULT_PALETTE, DEFAULT_RENDERER
 from experiment import (REBIAS_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, default_run_name, run_experiment,
                         validate_rebias)
 from utils.config import build_config, require, run_cli
-from utils.matrix import (BENCHMARKS, DISENT_CURR_STEP_FRACTION, FAMILIES, STEP_RECIPES, TRAINED_METHODS,
-                          ignored_flags, method_settings)
+from utils.matrix import (BENCHMARKS, DISENT_CURR_STEP_FRACTION, FAMILIES, TRAINED_METHODS, ignored_flags,
+                          method_settings, registry_name)
 
 DEFAULTS: dict[str, Any] = {
     **REBIAS_DEFAULTS,
@@ -78,7 +78,7 @@ def resolve(flags: dict[str, Any]) -> tuple[Munch, str]:
     require(config.steps_per_epoch >= 1, "--steps_per_epoch must be a positive integer")
     require(benchmark.source != "biased_mnist" or config.root is not None,
             "--root is required for Biased MNIST: the MNIST root (holding MNIST/raw/*-ubyte)")
-    if method not in STEP_RECIPES:
+    if registry_name(method) == "rebias":
         return config, "rebias"
     require(config.scheduler in ("StepLR", "none"), "--scheduler must be StepLR or none for lff and disent")
     config.num_steps = config.n_epochs * config.steps_per_epoch
@@ -88,7 +88,7 @@ def resolve(flags: dict[str, Any]) -> tuple[Munch, str]:
     if config.curr_step is None:
         config.curr_step = round(DISENT_CURR_STEP_FRACTION * config.num_steps) if method == "disent" else 0
     config.lr_decay_start = config.curr_step if config.lr_decay_after_curr_step else 0
-    return config, method
+    return config, registry_name(method)
 
 
 def main(**flags: Any) -> None:

@@ -9,22 +9,17 @@ in the entry scripts. Run one mode per process: compiled code is cached per proc
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
-import json
 import sys
 import time
 from pathlib import Path
 
 import fire
 import torch
-from munch import Munch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.denormals import task_and_method  # noqa: E402
-from methods import METHODS  # noqa: E402
-from tasks import TASKS  # noqa: E402
+from bench.denormals import method_from_run  # noqa: E402
 
 MODES = ("eager", "networks", "step")
 
@@ -34,11 +29,7 @@ def main(run_dir: str, mode: str = "eager", warmup: int = 20, steps: int = 40, t
         raise SystemExit(f"--mode must be one of {MODES}, got {mode!r}")
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
-    config = Munch(json.loads((Path(run_dir) / "config.json").read_text()))
-    config.device, config.compile = "cpu", mode == "networks"
-    task_name, method_name = task_and_method(config)
-    task = TASKS[task_name](config, torch.device("cpu"))
-    method = METHODS[method_name](config, task, torch.device("cpu"), contextlib.nullcontext)
+    task, method = method_from_run(run_dir, compile=mode == "networks")
     method.train()
     phase = method.phases()[-1]
     training_step = torch.compile(method.training_step) if mode == "step" else method.training_step

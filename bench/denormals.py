@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import fire
 import torch
@@ -26,23 +27,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from methods import METHODS  # noqa: E402
 from tasks import TASKS  # noqa: E402
 from train_disent import METHOD_FLAGS  # noqa: E402
-from utils.matrix import STEP_RECIPES  # noqa: E402
+from utils.matrix import registry_name  # noqa: E402
 
 
 def task_and_method(config: Munch) -> tuple[str, str]:
     """The TASKS and METHODS names a run's config was trained with."""
     if config.get("benchmark"):
-        return "matrix", config.method if config.method in STEP_RECIPES else "rebias"
+        return "matrix", registry_name(config.method)
     return "disent", next(name for flag, name in METHOD_FLAGS.items() if config.get(flag))
+
+
+def method_from_run(run_dir: str, **overrides: Any) -> tuple[Any, Any]:
+    """The task and a freshly initialised method of a run (its ``config.json``, with ``overrides``), on the CPU."""
+    config = Munch(json.loads((Path(run_dir) / "config.json").read_text()))
+    config.update(device="cpu", **overrides)
+    task_name, method_name = task_and_method(config)
+    task = TASKS[task_name](config, torch.device("cpu"))
+    return task, METHODS[method_name](config, task, torch.device("cpu"), contextlib.nullcontext)
 
 
 def time_steps(run_dir: str, steps: int) -> list[tuple[bool, float]]:
     """CPU milliseconds per training step from the run's checkpoint: (flush, ms) for kept / flushed / kept."""
-    config = Munch(json.loads((Path(run_dir) / "config.json").read_text()))
-    config.device = "cpu"
-    task_name, method_name = task_and_method(config)
-    task = TASKS[task_name](config, torch.device("cpu"))
-    method = METHODS[method_name](config, task, torch.device("cpu"), contextlib.nullcontext)
+    task, method = method_from_run(run_dir)
     checkpoint = torch.load(Path(run_dir) / "last.pth", map_location="cpu", weights_only=False)
     method.load_state_dict(checkpoint["method"])
     method.train()

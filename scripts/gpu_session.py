@@ -44,7 +44,6 @@ import json
 import os
 import re
 import runpy
-import shlex
 import signal
 import subprocess
 import sys
@@ -214,15 +213,15 @@ def matrix_steps(out: Path, root: Path, python: str, scale: Scale) -> list[Step]
     """The conv family of the comparison matrix: its Colored MNIST data, then every trained cell, seed-major."""
     steps = []
     for name, benchmark in BENCHMARKS.items():
-        if benchmark.data_command is None:
+        if benchmark.data_flags is None:
             continue
         data_dir = matrix_data_dir(out, name)
-        command = shlex.split(benchmark.data_command.format(mnist_root=root, data_dir=data_dir))[1:]
-        steps.append(Step(f"matrix_data_{data_dir.name}", (python, *command, *scale.data_flags),
+        command = benchmark.data_command(python, str(root), str(data_dir))
+        steps.append(Step(f"matrix_data_{data_dir.name}", (*command, *scale.data_flags),
                           (data_dir / "cmnist" / benchmark.percent / "manifest.json",)))
     for seed in scale.matrix_seeds:
         for name, benchmark in BENCHMARKS.items():
-            data = ("--data_dir", str(matrix_data_dir(out, name))) if benchmark.data_command else ()
+            data = ("--data_dir", str(matrix_data_dir(out, name))) if benchmark.data_flags else ()
             for method in TRAINED_METHODS:
                 save_dir = out / MATRIX_DIR / "conv" / name
                 command = (python, "main_matrix.py", "--family", "conv", "--benchmark", name, "--method", method,

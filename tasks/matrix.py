@@ -8,6 +8,7 @@ split at the end of training (no model selection).
 """
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import torch
@@ -62,7 +63,7 @@ class MatrixTask(Task):
             path = f"{self.config.data_dir}/cmnist/{self.benchmark.percent}/manifest.json"
             found = "no manifest n_valid" if n_valid is None else f"n_valid {n_valid}"
             raise DataMismatchError(f"{path}: {found}, but {self.benchmark.name} reads data generated with n_valid "
-                                    f"{expected}: {self.benchmark.data_command}")
+                                    f"{expected}: {shlex.join(self.benchmark.data_command('python', 'MNIST_ROOT'))}")
 
     def _network(self, name: str) -> nn.Module:
         return MATRIX_MODELS[name](self.num_classes)

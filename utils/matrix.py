@@ -53,13 +53,18 @@ class Benchmark:
     rho: float | None = None
     percent: str | None = None
     data_dir: str | None = None
-    data_command: str | None = None
+    data_flags: tuple[str, ...] | None = None
     n_valid: int | None = None
     native_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def num_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
+
+    def data_command(self, python: str, mnist_root: str, data_dir: str | None = None) -> list[str]:
+        """The command generating this benchmark's Colored MNIST into ``data_dir`` (default: its own folder)."""
+        return [python, "-m", "datasets.make_disent_data", "cmnist", "--mnist_root", str(mnist_root), "--out",
+                str(data_dir or self.data_dir), "--percents", self.percent.removesuffix("pct"), *self.data_flags]
 
 
 BENCHMARKS: dict[str, Benchmark] = {}
@@ -77,15 +82,13 @@ for _rho in (0.997, 0.990):
 _register(Benchmark(
     name="cmnist_lff_1pct", title="Colored MNIST 1% (LfF protocol)", source="cmnist", epochs=100, steps_per_epoch=235,
     lr=1e-3, weight_decay=0.0, unbiased_split="test", mlp="mlp_lff", percent="1pct", data_dir="data/cmnist_lff_paper",
-    data_command="python -m datasets.make_disent_data cmnist --mnist_root {mnist_root} --out {data_dir} "
-                 "--percents 1 --preset lff_paper",
+    data_flags=("--preset", "lff_paper"),
     n_valid=0))
 _register(Benchmark(
     name="cmnist_disent_1pct", title="Colored MNIST 1% (DisEnt protocol)", source="cmnist", epochs=100,
     steps_per_epoch=500, lr=0.01, weight_decay=0.0, unbiased_split="test", mlp="mlp", percent="1pct",
     drop_last=True, data_dir="data/cmnist_lff_lff",
-    data_command="python -m datasets.make_disent_data cmnist --mnist_root {mnist_root} --out {data_dir} "
-                 "--percents 1 --palette lff --render lff",
+    data_flags=("--palette", "lff", "--render", "lff"),
     n_valid=5000,
     native_settings={"disent": {"scheduler": "StepLR", "lr_step_size": 20, "lr_gamma": 0.5,
                                 "lr_decay_after_curr_step": True}}))
@@ -172,6 +175,11 @@ def method_settings(benchmark: Benchmark, method: str) -> dict[str, Any]:
               "lr_step_size": benchmark.lr_decay_epochs or benchmark.epochs, "lr_gamma": benchmark.lr_gamma}
     return {**shared, **FG_RECIPES.get(method, {}), **STEP_RECIPES.get(method, {}),
             **benchmark.native_settings.get(method, {})}
+
+
+def registry_name(method: str) -> str:
+    """The METHODS registry name a matrix ``--method`` trains with: LfF's and DisEnt's own, else the f/g trainer."""
+    return method if method in STEP_RECIPES else "rebias"
 
 
 def ignored_flags(method: str, given: Mapping[str, Any]) -> list[str]:
@@ -286,13 +294,11 @@ def _plan(args: argparse.Namespace) -> None:
 def _data(args: argparse.Namespace) -> None:
     """One line per Colored MNIST data set still to generate: ``DATA_DIR<TAB>COMMAND``."""
     for benchmark in BENCHMARKS.values():
-        if benchmark.data_command is None:
+        if benchmark.data_flags is None:
             continue
         manifest = Path(benchmark.data_dir) / "cmnist" / benchmark.percent / "manifest.json"
         if not manifest.exists():
-            command = benchmark.data_command.format(mnist_root=shlex.quote(args.mnist_root),
-                                                    data_dir=benchmark.data_dir)
-            print(f"{benchmark.data_dir}\t{args.python} {command.removeprefix('python ')}")
+            print(f"{benchmark.data_dir}\t{shlex.join(benchmark.data_command(args.python, args.mnist_root))}")
 
 
 def main(argv: list[str] | None = None) -> None:
