@@ -5,12 +5,15 @@
 
 --benchmark   biased_mnist_rho0.997 | biased_mnist_rho0.990 | cmnist_lff_1pct | cmnist_disent_1pct
 --method      vanilla (f alone and g alone: the Vanilla and Biased rows) | rebias | learnedmixin | rubi | lff | disent
+              | a variant row of the family (mlp: rebias_sigma1, ReBias with its Biased MNIST radius σ=1)
 --family      mlp (CPU: the benchmark's MLP, colour-histogram g) | conv (SimpleConvNet 7x7 / 1x1; for GPUs)
 --root        MNIST root for Biased MNIST (torchvision layout); --data_dir the generated Colored MNIST (default: the
               benchmark's folder, e.g. data/cmnist_lff_lff; ``python -m utils.matrix data`` prints the command)
 The benchmark sets the length (--n_epochs evaluation intervals of --steps_per_epoch steps), --lr, --weight_decay,
 --scheduler (StepLR every --lr_step_size intervals by --lr_gamma, or none) and --batch_size; the method adds its own
-settings (utils/matrix.py FG_RECIPES / STEP_RECIPES; DisEnt on DisEnt's benchmark also --lr_decay_after_curr_step).
+settings (utils/matrix.py own_settings: FG_RECIPES / STEP_RECIPES, the family's overrides such as the MLP family's
+median kernel radii for ReBias, a variant row's changes; DisEnt on DisEnt's benchmark also
+--lr_decay_after_curr_step).
 Any of them can be given to override it (the run is then no longer the matrix's protocol unless the length,
 steps per epoch and batch size stay); a flag the method does not read is refused. Run control as
 main_biased_mnist.py (--device, --resume, --overwrite, --limit_eval_batches, --progress, --tensorboard, --wandb,
@@ -29,8 +32,8 @@ from datasets.lff_protocols import DEFAULT_PALETTE, DEFAULT_RENDERER
 from experiment import (REBIAS_DEFAULTS, REBIAS_UNTYPED_FLAGS, USER_ERRORS, default_run_name, run_experiment,
                         validate_rebias)
 from utils.config import build_config, require, run_cli
-from utils.matrix import (BENCHMARKS, DISENT_CURR_STEP_FRACTION, FAMILIES, TRAINED_METHODS, ignored_flags,
-                          method_settings, registry_name)
+from utils.matrix import (BENCHMARKS, DISENT_CURR_STEP_FRACTION, FAMILIES, TRAINED_METHODS, VARIANTS, base_method,
+                          ignored_flags, method_settings, registry_name, rows)
 
 DEFAULTS: dict[str, Any] = {
     **REBIAS_DEFAULTS,
@@ -59,13 +62,16 @@ def resolve(flags: dict[str, Any]) -> tuple[Munch, str]:
     method would not read is refused."""
     benchmark_name, method = flags.get("benchmark"), flags.get("method")
     require(benchmark_name in BENCHMARKS, f"--benchmark must be one of {list(BENCHMARKS)}, got {benchmark_name!r}")
-    require(method in TRAINED_METHODS, f"--method must be one of {list(TRAINED_METHODS)}, got {method!r} (the "
-                                       "Biased row is g of --method vanilla)")
-    require(flags.get("family", "mlp") in FAMILIES, f"--family must be one of {list(FAMILIES)}")
+    family = flags.get("family", "mlp")
+    require(family in FAMILIES, f"--family must be one of {list(FAMILIES)}")
+    variants = [name for name in rows(family) if name in VARIANTS]
+    require(method in TRAINED_METHODS or method in variants,
+            f"--method must be one of {list(TRAINED_METHODS) + variants} for --family {family}, got {method!r} (the "
+            "Biased row is g of --method vanilla)")
     ignored = ignored_flags(method, flags)
     require(not ignored, f"--method {method} does not read " + ", ".join(f"--{flag}" for flag in ignored))
     benchmark = BENCHMARKS[benchmark_name]
-    defaults = {**DEFAULTS, **method_settings(benchmark, method)}
+    defaults = {**DEFAULTS, **method_settings(benchmark, method, family)}
     config = build_config(defaults, flags, untyped=REBIAS_UNTYPED_FLAGS + ("curr_step",))
     name = default_run_name(method, config, defaults, spelled=("benchmark", "method", "family", "seed", "data_dir"))
     config.run_name = config.run_name or f"{name}_seed{config.seed}"
@@ -86,7 +92,7 @@ def resolve(flags: dict[str, Any]) -> tuple[Munch, str]:
     config.use_lr_decay = config.scheduler == "StepLR"
     config.lr_decay_step = config.lr_step_size * config.steps_per_epoch
     if config.curr_step is None:
-        config.curr_step = round(DISENT_CURR_STEP_FRACTION * config.num_steps) if method == "disent" else 0
+        config.curr_step = round(DISENT_CURR_STEP_FRACTION * config.num_steps) if base_method(method) == "disent" else 0
     config.lr_decay_start = config.curr_step if config.lr_decay_after_curr_step else 0
     return config, registry_name(method)
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import main_matrix
+from bench import hsic_kernel_scale
 from datasets.disent_data import DataMismatchError
 from datasets.make_disent_data import cmnist
 from models.matrix_models import MATRIX_MODELS, ColourHistogramNet, ConvClassifier
@@ -19,8 +20,8 @@ from models.mnist_models import SimpleConvNet
 from tests.test_sweep_scripts import FAKE_PYTHON, flag
 from utils import matrix_report
 from utils.config import ConfigError
-from utils.matrix import (BENCHMARKS, DISENT_CURR_STEP_FRACTION, FAMILIES, FG_RECIPES, METHODS, STEP_RECIPES,
-                          TRAINED_METHODS, cell, method_settings)
+from utils.matrix import (BENCHMARKS, DISENT_CURR_STEP_FRACTION, FAMILIES, FG_RECIPES, STEP_RECIPES,
+                          TRAINED_METHODS, VARIANTS, cell, method_settings, own_settings, rows)
 from utils.protocol import run_protocol
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,6 +57,10 @@ def test_every_method_runs_on_every_benchmark_through_the_entry_point(tmp_path, 
     assert phases == ["pretrain_g"] * (5 if method == "learnedmixin" else 0) + ["main"] * 2
     assert 0.0 <= results["final_metrics"][split] <= 100.0 and f"{split}_cell_mean" in results["final_metrics"]
     assert results["networks"] == FAMILIES["mlp"].networks(BENCHMARKS[column])
+    if method == "rebias":
+        sigmas = results["sigmas"]
+        assert results["config"]["rbf_sigma_x"] == "median" and sigmas["outer_sigma_x"] != 1.0
+        assert (sigmas["inner_sigma_x"], sigmas["inner_sigma_y"]) == (sigmas["outer_sigma_y"], sigmas["outer_sigma_x"])
     if method in FG_RECIPES:
         assert len(results["g_metrics"]) == 1 and split in results["g_metrics"][0]
     else:
@@ -69,7 +74,7 @@ def test_each_method_trains_with_its_own_settings_and_the_benchmark_shared_ones(
             config, registry = main_matrix.resolve({"benchmark": name, "method": method, "root": "r"})
             assert (config.lr, config.weight_decay, config.batch_size) == (benchmark.lr, benchmark.weight_decay, 256)
             assert (config.n_epochs, config.steps_per_epoch) == (benchmark.epochs, benchmark.steps_per_epoch)
-            for key, value in {**FG_RECIPES.get(method, {}), **STEP_RECIPES.get(method, {})}.items():
+            for key, value in own_settings(benchmark, method, "mlp").items():
                 assert config[key] == value, (name, method, key)
             if method in STEP_RECIPES:
                 assert registry == method and config.num_steps == benchmark.num_steps
@@ -99,7 +104,52 @@ def test_each_method_trains_with_its_own_settings_and_the_benchmark_shared_ones(
     with pytest.raises(ConfigError, match="--root is required"):
         main_matrix.resolve({"benchmark": "biased_mnist_rho0.990", "method": "rubi"})
     with pytest.raises(KeyError):
-        method_settings(BENCHMARKS["cmnist_lff_1pct"], "unknown")
+        method_settings(BENCHMARKS["cmnist_lff_1pct"], "unknown", "mlp")
+
+
+def test_rebias_has_median_radii_in_the_mlp_family_and_its_biased_mnist_radius_in_the_conv_family_and_variant():
+    radii = ("rbf_sigma_x", "rbf_sigma_y", "update_sigma_per_epoch")
+    for name in BENCHMARKS:
+        mlp, _ = main_matrix.resolve({"benchmark": name, "method": "rebias", "root": "r"})
+        assert tuple(mlp[key] for key in radii) == ("median", "median", True)
+        conv, _ = main_matrix.resolve({"benchmark": name, "method": "rebias", "family": "conv", "root": "r"})
+        assert tuple(conv[key] for key in radii) == (1, 1, False)
+        variant, registry = main_matrix.resolve({"benchmark": name, "method": "rebias_sigma1", "root": "r"})
+        assert tuple(variant[key] for key in radii) == (1, 1, False) and registry == "rebias"
+        assert variant.run_name == "rebias_sigma1_seed0" and variant.f_lambda_outer == variant.g_lambda_inner == 1
+    assert FG_RECIPES["rebias"]["rbf_sigma_x"] == 1 and set(VARIANTS["rebias_sigma1"].families) == {"mlp"}
+    with pytest.raises(ConfigError, match="--method must be one of"):
+        main_matrix.resolve({"benchmark": "cmnist_lff_1pct", "method": "rebias_sigma1", "family": "conv"})
+    with pytest.raises(ConfigError, match="--method rebias_sigma1 does not read --q"):
+        main_matrix.resolve({"benchmark": "cmnist_lff_1pct", "method": "rebias_sigma1", "q": 0.5})
+
+
+def test_kernel_scale_bench_separates_a_saturated_fixed_radius_from_the_scale_free_median():
+    generator = torch.Generator().manual_seed(0)
+    f = [torch.randn(16, 5, generator=generator, dtype=torch.float64) for _ in range(2)]
+    g = [torch.randn(16, 3, generator=generator, dtype=torch.float64) for _ in range(2)]
+    unit = hsic_kernel_scale.kernel_scale(f, g, fixed_sigma=1.0)
+    large = hsic_kernel_scale.kernel_scale([x * 1000 for x in f], g, fixed_sigma=1.0)
+    tiny = hsic_kernel_scale.kernel_scale([x / 1000 for x in f], g, fixed_sigma=1.0)
+    assert large["median_sigma_f"] == pytest.approx(1000 * unit["median_sigma_f"], rel=1e-4)  # float32 distances
+    assert large["k_f_fixed"] < 1e-12 and tiny["k_f_fixed"] > 1 - 1e-5 and 0.01 < unit["k_f_fixed"] < 0.95
+    for scaled in (large, tiny):
+        assert scaled["k_f_median"] == pytest.approx(unit["k_f_median"], rel=1e-4)
+        assert scaled["hsic_median"] == pytest.approx(unit["hsic_median"], rel=1e-3)
+        assert abs(scaled["hsic_fixed"]) < 1e-3 * abs(unit["hsic_median"])
+    kernel = torch.tensor([[1.0, 0.2, 0.4], [0.2, 1.0, 0.6], [0.4, 0.6, 1.0]])
+    assert hsic_kernel_scale.mean_off_diagonal(kernel) == pytest.approx(0.4)
+
+
+@pytest.mark.slow
+def test_kernel_scale_bench_reads_a_matrix_run_at_initialisation_and_end(tmp_path, cmnist_dirs, capsys):
+    main_matrix.main(benchmark="cmnist_lff_1pct", method="rebias_sigma1", save_dir=str(tmp_path), run_name="run",
+                     data_dir=str(cmnist_dirs["cmnist_lff_1pct"]), **SHORT)
+    capsys.readouterr()
+    hsic_kernel_scale.main(str(tmp_path / "run"), batches=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines[1:]] == ["init", "end"]
+    assert all(len(line.split()) == 10 for line in lines[1:])
 
 
 @pytest.mark.parametrize("method, flag", [("rubi", "q"), ("lff", "optim"), ("lff", "curr_step"),
@@ -176,8 +226,9 @@ def data_fields(benchmark: str, **variant) -> dict:
 def matrix_run(root: Path, benchmark: str, method: str, seed: int, unbiased: float, g: float | None = None,
                paper_length: bool = True, family: str = "mlp", **overrides) -> None:
     split = BENCHMARKS[benchmark].unbiased_split
-    fields = {"benchmark": benchmark, "family": family, "matrix_method": method, "seed": seed,
-              **data_fields(benchmark),
+    trained = "vanilla" if method == "biased" else method
+    fields = {"benchmark": benchmark, "family": family, "matrix_method": trained, "seed": seed,
+              "config": own_settings(BENCHMARKS[benchmark], trained, family), **data_fields(benchmark),
               "protocol": {"name": f"matrix_{benchmark}", "paper_length": paper_length},
               "final_metrics": {split: unbiased}, "metrics": {split: -1.0},
               "g_metrics": [] if g is None else [{split: g}], **overrides}
@@ -195,11 +246,11 @@ def test_matrix_report_from_synthetic_results(tmp_path):
                  metrics={"test": 80.0})
     collected = matrix_report.collect("mlp", tmp_path, root=str(tmp_path / "results/matrix"))
     table = matrix_report.render("mlp", collected)
-    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table.splitlines()[2:9]}
-    assert rows["Vanilla"][0] == "32.0 ± 2.8 (n=2)" and rows["Biased"][0] == "11.0 ± 1.4 (n=2)"
-    assert rows["ReBias"][0] == "60.0 ± – (n=1)"
-    assert rows["DisEnt"][3].rstrip(" |") == "75.5 ± – (n=1) [paper 81.3] †"
-    assert rows["RUBi"][0] == "missing" and all("0.0" not in value for value in rows["RUBi"])
+    table_rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table.splitlines()[2:10]}
+    assert table_rows["Vanilla"][0] == "32.0 ± 2.8 (n=2)" and table_rows["Biased"][0] == "11.0 ± 1.4 (n=2)"
+    assert table_rows["ReBias"][0] == "60.0 ± – (n=1)"
+    assert table_rows["DisEnt"][3].rstrip(" |") == "75.5 ± – (n=1) [paper 81.3] †"
+    assert table_rows["RUBi"][0] == "missing" and all("0.0" not in value for value in table_rows["RUBi"])
     assert "1 finished run(s) not at the matrix's length" in table and "[paper X]" in table
     out = tmp_path / "report"
     matrix_report.build("mlp", out, tmp_path, root=str(tmp_path / "results/matrix"))
@@ -221,6 +272,31 @@ def test_matrix_report_refuses_a_run_of_another_cell(tmp_path):
     (path / "results.json").write_text(json.dumps(data))
     with pytest.raises(matrix_report.MatrixError, match=r"n_valid, percent\) \('lff', 'lff', 5000"):
         matrix_report.collect("mlp", tmp_path, root=str(tmp_path / "results/matrix"))
+
+
+def test_matrix_report_variant_row_and_runs_with_the_other_kernel_radii_refused(tmp_path):
+    root = str(tmp_path / "results/matrix")
+    sigma1 = own_settings(BENCHMARKS["cmnist_lff_1pct"], "rebias_sigma1", "mlp")
+    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias_sigma1", 0, 45.0, matrix_method="rebias")
+    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias_sigma1", 1, 47.0)
+    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias", 0, 55.0)
+    table = matrix_report.render("mlp", matrix_report.collect("mlp", tmp_path, root=root))
+    table_rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table.splitlines()[2:10]}
+    assert table_rows["ReBias"][2] == "55.0 ± – (n=1)"
+    assert table_rows["ReBias, σ=1 (variant)"][2] == "46.0 ± 1.4 (n=2)"
+    assert "`METHODS=rebias_sigma1 bash scripts/matrix.sh`" in table
+    assert "ReBias, σ=1" not in matrix_report.render("conv", matrix_report.collect("conv", tmp_path, root=root))
+    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias", 0, 45.0, config=sigma1)
+    with pytest.raises(matrix_report.MatrixError, match="rbf_sigma_x 1 \\(cell: 'median'\\)"):
+        matrix_report.collect("mlp", tmp_path, root=root)
+    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias", 0, 55.0)
+    median = own_settings(BENCHMARKS["cmnist_lff_1pct"], "rebias", "mlp")
+    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias_sigma1", 0, 45.0, matrix_method="rebias", config=median)
+    with pytest.raises(matrix_report.MatrixError, match="rbf_sigma_x 'median' \\(cell: 1\\)"):
+        matrix_report.collect("mlp", tmp_path, root=root)
+    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias_sigma1", 0, 45.0, matrix_method="rubi", config=sigma1)
+    with pytest.raises(matrix_report.MatrixError, match="matrix_method 'rubi'"):
+        matrix_report.collect("mlp", tmp_path, root=root)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -255,6 +331,18 @@ def test_plan_shares_the_paper_tables_runs_and_names_each_cell_once():
     assert len(trained) == 6 * 2 + 5 + 4
     assert not any("--method biased" in c for c in commands)
     assert not any("cmnist_disent_1pct --method lff" in c for c in trained)
+    assert not any("rebias_sigma1" in c for c in commands)
+
+
+def test_plan_runs_a_variant_row_only_where_named_and_only_in_its_family():
+    plan = [sys.executable, "-m", "utils.matrix", "plan", "--seeds", "7", "--root", "/nonexistent", "--methods",
+            "rebias_sigma1"]
+    result = subprocess.run(plan, cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [path for path, _ in lines] == [f"/nonexistent/mlp/{b}/rebias_sigma1_seed7/results.json" for b in BENCHMARKS]
+    assert all("--method rebias_sigma1 --seed 7" in command for _, command in lines)
+    refused = subprocess.run(plan + ["--family", "conv"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "rebias_sigma1" in refused.stderr
 
 
 def test_matrix_script_runs_missing_cells_once_and_skips_finished_ones(tmp_path):
@@ -298,7 +386,7 @@ if args[0] == "main_matrix.py":
 
 def test_every_row_has_a_source_on_every_benchmark():
     for benchmark in BENCHMARKS:
-        for method in METHODS:
+        for method in rows("mlp"):
             entry = cell("mlp", benchmark, method, 0)
             assert entry.predictor == ("g_0" if method == "biased" else "f")
             assert entry.shared_with is not None or "main_matrix.py" in entry.command

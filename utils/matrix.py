@@ -18,6 +18,12 @@ Choices made where a hyper-parameter does not transfer (by rule, before any run)
 * LearnedMixin pre-trains g for 5 epochs, then freezes it (ReBias' Table 1 setting); "epoch" = one pass over the
   benchmark's training set.
 * The f/g methods on the Colored MNIST benchmarks use the benchmark's Vanilla settings (no decay, no weight decay).
+
+One choice made after the first runs, diagnosed on training statistics (bench/hsic_kernel_scale.py): in the MLP
+family ReBias uses the median-heuristic kernel radii, recomputed after every epoch (ReBias' own ImageNet setting),
+instead of its Biased MNIST radius σ=1, which saturates the RBF kernels on MLP features (mean off-diagonal entry
+near 1 at initialisation, near 0 at the end). The σ=1 runs stay as the ``rebias_sigma1`` variant row
+(``VARIANTS``).
 """
 from __future__ import annotations
 
@@ -94,16 +100,22 @@ _register(Benchmark(
                                 "lr_decay_after_curr_step": True}}))
 
 
+MEDIAN_RADII: dict[str, Any] = {"rbf_sigma_x": "median", "rbf_sigma_y": "median", "update_sigma_per_epoch": True}
+"""ReBias' kernel radii for features of unknown scale (its ImageNet setting): the median heuristic, every epoch."""
+
+
 @dataclass(frozen=True)
 class Family:
     """The networks of one architecture family (names in models/matrix_models.py ``MATRIX_MODELS``, or
     ``simple_conv_k1``: SimpleConvNet with 1x1 kernels): f (also LfF's two networks), DisEnt's encoders
-    (``<f>_disentangle``), the biased g. ``f`` None: the benchmark's MLP."""
+    (``<f>_disentangle``), the biased g. ``f`` None: the benchmark's MLP. ``overrides``: method settings that
+    differ in this family (see the module docstring)."""
 
     name: str
     title: str
     g: str
     f: str | None = None
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def f_network(self, benchmark: Benchmark) -> str:
         return self.f or benchmark.mlp
@@ -119,7 +131,8 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "mlp": Family("mlp", "MLP family (CPU): f = the benchmark's MLP (LfF's 100-100-100; DisEnt's 100-100-16 on "
                          "DisEnt's protocol; on Biased MNIST without the originals' division by 255), "
-                         "g = colour histogram + MLP", g="colour_histogram"),
+                         "g = colour histogram + MLP; ReBias with median kernel radii", g="colour_histogram",
+                  overrides={"rebias": MEDIAN_RADII}),
     "conv": Family("conv", "conv family (GPU): f = SimpleConvNet 7x7, g = SimpleConvNet 1x1", g="simple_conv_k1",
                    f="simple_conv"),
 }
@@ -132,6 +145,29 @@ METHODS: dict[str, str] = {
 
 TRAINED_METHODS = ("vanilla", "rebias", "learnedmixin", "rubi", "lff", "disent")
 """The ``--method`` values of main_matrix.py (``biased`` comes with ``vanilla``)."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An extra row of a family's matrix: ``method`` trained with ``settings`` changed (main_matrix.py with those
+    flags, run name ``<variant>_seed<k>``). A sweep runs it only where asked for by name."""
+
+    method: str
+    title: str
+    settings: Mapping[str, Any]
+    families: tuple[str, ...]
+
+
+VARIANTS: dict[str, Variant] = {
+    "rebias_sigma1": Variant("rebias", "ReBias, σ=1 (variant)",
+                             {"rbf_sigma_x": 1, "rbf_sigma_y": 1, "update_sigma_per_epoch": False}, ("mlp",)),
+}
+"""Ablation rows (see the module docstring)."""
+
+
+def rows(family: str) -> dict[str, str]:
+    """The rows of ``family``'s matrix: the methods, then the family's variants (name -> title)."""
+    return {**METHODS, **{name: variant.title for name, variant in VARIANTS.items() if family in variant.families}}
 
 FG_RECIPES: dict[str, dict[str, Any]] = {
     "vanilla": {"outer_criterion": "RbfHSIC", "f_lambda_outer": 0.0, "g_lambda_inner": 0.0},
@@ -163,27 +199,43 @@ METHOD_ONLY_FLAGS: dict[str, frozenset[str]] = {
 """Flags only LfF / DisEnt read (main_matrix.py refuses a flag the chosen method would ignore)."""
 
 
-def method_settings(benchmark: Benchmark, method: str) -> dict[str, Any]:
-    """The configuration ``method`` trains with on ``benchmark`` through main_matrix.py: the benchmark's shared
-    settings (length in evaluation intervals, optimiser, schedule in intervals) and the method's own (see the module
-    docstring). main_matrix.py derives the step counts of LfF/DisEnt from them (``curr_step``: 20 % of the steps)."""
-    if method not in FG_RECIPES and method not in STEP_RECIPES:
-        raise KeyError(f"unknown method {method!r} (expected one of {TRAINED_METHODS})")
+def own_settings(benchmark: Benchmark, method: str, family: str) -> dict[str, Any]:
+    """The settings of ``method`` (or a variant row) itself on ``benchmark`` in ``family``: its paper's recipe,
+    the family's overrides, its paper's command on its own benchmark, the variant's changes."""
+    variant = VARIANTS.get(method)
+    base = variant.method if variant else method
+    if base not in FG_RECIPES and base not in STEP_RECIPES:
+        raise KeyError(f"unknown method {method!r} (expected one of {TRAINED_METHODS} or {list(VARIANTS)})")
+    return {**FG_RECIPES.get(base, {}), **STEP_RECIPES.get(base, {}), **FAMILIES[family].overrides.get(base, {}),
+            **benchmark.native_settings.get(base, {}), **(variant.settings if variant else {})}
+
+
+def method_settings(benchmark: Benchmark, method: str, family: str) -> dict[str, Any]:
+    """The configuration ``method`` trains with on ``benchmark`` in ``family`` through main_matrix.py: the
+    benchmark's shared settings (length in evaluation intervals, optimiser, schedule in intervals) and the method's
+    own (:func:`own_settings`). main_matrix.py derives the step counts of LfF/DisEnt from them (``curr_step``: 20 %
+    of the steps)."""
     shared = {"lr": benchmark.lr, "weight_decay": benchmark.weight_decay, "batch_size": 256,
               "n_epochs": benchmark.epochs, "steps_per_epoch": benchmark.steps_per_epoch,
               "scheduler": "StepLR" if benchmark.lr_decay_epochs else "none",
               "lr_step_size": benchmark.lr_decay_epochs or benchmark.epochs, "lr_gamma": benchmark.lr_gamma}
-    return {**shared, **FG_RECIPES.get(method, {}), **STEP_RECIPES.get(method, {}),
-            **benchmark.native_settings.get(method, {})}
+    return {**shared, **own_settings(benchmark, method, family)}
+
+
+def base_method(method: str) -> str:
+    """The trained method of a matrix ``--method`` or variant row."""
+    return VARIANTS[method].method if method in VARIANTS else method
 
 
 def registry_name(method: str) -> str:
     """The METHODS registry name a matrix ``--method`` trains with: LfF's and DisEnt's own, else the f/g trainer."""
+    method = base_method(method)
     return method if method in STEP_RECIPES else "rebias"
 
 
 def ignored_flags(method: str, given: Mapping[str, Any]) -> list[str]:
     """The flags among ``given`` that ``method`` would not read."""
+    method = base_method(method)
     other = set(FG_ONLY_FLAGS) if method in STEP_RECIPES else set()
     other |= set().union(*METHOD_ONLY_FLAGS.values()) - METHOD_ONLY_FLAGS.get(method, frozenset())
     return sorted(flag for flag in given if flag in other)
@@ -250,8 +302,8 @@ def cell(family: str, benchmark: str, method: str, seed: int, root: str = MATRIX
 
 def cells(family: str, seeds: list[int], benchmarks: list[str] | None = None, methods: list[str] | None = None,
           root: str = MATRIX_ROOT, mnist_root: str = "../shared/data", python: str = "python") -> Iterator[Cell]:
-    """Every cell of a family's matrix, seed-major (all cells of seed 0 first, so a partial sweep fills whole
-    columns of one seed before starting the next)."""
+    """Every cell of a family's matrix (``methods``: default the methods, without the variant rows), seed-major
+    (all cells of seed 0 first, so a partial sweep fills whole columns of one seed before starting the next)."""
     for seed in seeds:
         for benchmark in benchmarks or BENCHMARKS:
             for method in methods or METHODS:
@@ -278,10 +330,11 @@ def _plan(args: argparse.Namespace) -> None:
     benchmarks = args.benchmarks.split() if args.benchmarks else None
     methods = args.methods.split() if args.methods else None
     unknown = [name for name in benchmarks or [] if name not in BENCHMARKS]
-    unknown += [name for name in methods or [] if name not in METHODS]
+    known_rows = rows(args.family) if args.family in FAMILIES else METHODS
+    unknown += [name for name in methods or [] if name not in known_rows]
     if unknown or args.family not in FAMILIES:
         sys.exit(f"unknown family, benchmark or method: {[args.family, *unknown]} (families {list(FAMILIES)}, "
-                 f"benchmarks {list(BENCHMARKS)}, methods {list(METHODS)})")
+                 f"benchmarks {list(BENCHMARKS)}, methods {list(known_rows)})")
     seen = set()
     for entry in cells(args.family, seeds, benchmarks, methods, args.root, args.mnist_root, args.python):
         if entry.command in seen or (Path(entry.run_dir) / "results.json").exists():

@@ -21,7 +21,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from utils.cmnist_tables import DISENT_PAPER, LFF_PAPER
-from utils.matrix import BENCHMARKS, FAMILIES, METHODS, Cell, cell, cell_value
+from utils.matrix import (BENCHMARKS, FAMILIES, METHODS, VARIANTS, Cell, base_method, cell, cell_value,
+                          own_settings, rows)
 from utils.paper_numbers import REBIAS_TABLE1_UNBIASED
 
 MISSING = "missing"
@@ -37,7 +38,7 @@ class MatrixError(ValueError):
 def paper_value(family: str, benchmark: str, method: str) -> float | None:
     """The number a paper reported for exactly this cell (architecture and protocol), or None."""
     bench = BENCHMARKS[benchmark]
-    name = METHODS[method]
+    name = rows(family)[method]
     if family == "mlp" and benchmark == "cmnist_lff_1pct" and name in LFF_PAPER:
         return LFF_PAPER[name][1.0][0]
     if family == "mlp" and benchmark == "cmnist_disent_1pct" and name in DISENT_PAPER:
@@ -64,17 +65,23 @@ def _data_problems(benchmark_name: str, results: dict[str, Any]) -> list[str]:
 
 
 def check_identity(entry: Cell, results: dict[str, Any], path: Path) -> None:
-    """Refuse a results.json that belongs to another cell: benchmark, family, method, networks, seed, or (for a
-    paper-length run, the only kind that fills a cell) data."""
+    """Refuse a results.json that belongs to another cell: benchmark, family, method (the row's name or, for a
+    variant, its method) and the method's own settings, networks, seed, or (for a paper-length run, the only kind
+    that fills a cell) data."""
     run_seed = results.get("seed")
     problems = [] if run_seed == entry.seed else [f"seed {run_seed} (cell: {entry.seed})"]
     if entry.shared_with is None:
         trained = "vanilla" if entry.method == "biased" else entry.method
         networks = FAMILIES[entry.family].networks(BENCHMARKS[entry.benchmark])
-        for key, wanted in (("benchmark", entry.benchmark), ("family", entry.family), ("matrix_method", trained),
-                            ("networks", networks)):
+        for key, wanted in (("benchmark", entry.benchmark), ("family", entry.family), ("networks", networks)):
             if results.get(key, wanted if key == "networks" else None) != wanted:
                 problems.append(f"{key} {results.get(key)!r} (cell: {wanted!r})")
+        if results.get("matrix_method") not in (trained, base_method(trained)):
+            problems.append(f"matrix_method {results.get('matrix_method')!r} (cell: {trained!r})")
+        config = results.get("config") or {}
+        problems += [f"{flag} {config.get(flag)!r} (cell: {wanted!r})"
+                     for flag, wanted in own_settings(BENCHMARKS[entry.benchmark], trained, entry.family).items()
+                     if config.get(flag) != wanted]
     else:
         protocol = (results.get("protocol") or {}).get("name")
         backbone = (results.get("config") or {}).get("backbone")
@@ -120,7 +127,7 @@ def collect(family: str, repo: str | Path = ".", seeds: tuple[int, ...] = DEFAUL
     repo = Path(repo)
     collected: dict[tuple[str, str], MatrixCell] = {}
     for benchmark in BENCHMARKS:
-        for method in METHODS:
+        for method in rows(family):
             entry_cell = collected.setdefault((benchmark, method), MatrixCell())
             for seed in seeds:
                 entry = cell(family, benchmark, method, seed, **({"root": root} if root else {}))
@@ -144,7 +151,7 @@ def render(family: str, collected: dict[tuple[str, str], MatrixCell]) -> str:
     benchmarks = list(BENCHMARKS)
     lines = ["| method | " + " | ".join(BENCHMARKS[name].title for name in benchmarks) + " |",
              "|---|" + "---|" * len(benchmarks)]
-    for method, title in METHODS.items():
+    for method, title in rows(family).items():
         row = [collected[(name, method)].text(paper_value(family, name, method)) for name in benchmarks]
         lines.append(f"| {title} | " + " | ".join(row) + " |")
     shortened = sum(entry.shortened for entry in collected.values())
@@ -156,6 +163,11 @@ def render(family: str, collected: dict[tuple[str, str], MatrixCell]) -> str:
                      "over training (selected on test), which favours it over this table's last step.")
     if any(entry.shared_with for entry in collected.values()):
         notes.append("†: the run of the paper's own table (same command, shared, not retrained).")
+    for name, variant in VARIANTS.items():
+        if family in variant.families:
+            changed = ", ".join(f"{flag} {value}" for flag, value in variant.settings.items())
+            notes.append(f"{variant.title}: {METHODS[variant.method]} with {changed} (`--method {name}`; a variant "
+                         f"row, run only when named: `METHODS={name} bash scripts/matrix.sh`).")
     if shortened:
         notes.append(f"{shortened} finished run(s) not at the matrix's length or batch size left out (a run that "
                      "fills two cells counts twice).")
@@ -169,7 +181,7 @@ def write_csv(family: str, collected: dict[tuple[str, str], MatrixCell], path: P
         for (benchmark, method), entry in collected.items():
             values = list(entry.values.values())
             paper = paper_value(family, benchmark, method)
-            writer.writerow([family, benchmark, METHODS[method], f"{entry.mean:.4f}" if values else "",
+            writer.writerow([family, benchmark, rows(family)[method], f"{entry.mean:.4f}" if values else "",
                              f"{statistics.stdev(values):.4f}" if len(values) > 1 else "", len(values),
                              " ".join(map(str, entry.values)), "" if paper is None else paper,
                              entry.shared_with or ""])
@@ -177,7 +189,7 @@ def write_csv(family: str, collected: dict[tuple[str, str], MatrixCell], path: P
 
 def plot_heatmap(family: str, collected: dict[tuple[str, str], MatrixCell], path: Path) -> None:
     """Means as colours (missing cells grey, labelled ``missing``), the number of seeds in each cell."""
-    benchmarks, methods = list(BENCHMARKS), list(METHODS)
+    benchmarks, methods = list(BENCHMARKS), list(rows(family))
     grid = np.array([[collected[(b, m)].mean for b in benchmarks] for m in methods])
     figure = Figure(figsize=(2.2 * len(benchmarks) + 2, 0.55 * len(methods) + 2))
     axes = figure.add_subplot()
@@ -191,7 +203,7 @@ def plot_heatmap(family: str, collected: dict[tuple[str, str], MatrixCell], path
                       color="black" if not entry.values or entry.mean > 60 else "white")
     axes.set_xticks(range(len(benchmarks)), [BENCHMARKS[b].title.replace(" (", "\n(") for b in benchmarks],
                     fontsize=8)
-    axes.set_yticks(range(len(methods)), [METHODS[m] for m in methods])
+    axes.set_yticks(range(len(methods)), [rows(family)[m] for m in methods])
     axes.set_title(f"Unbiased accuracy (%), {family} family, end of training")
     figure.colorbar(colours, ax=axes)
     figure.tight_layout()
