@@ -5,15 +5,14 @@
 
 --benchmark   biased_mnist_rho0.997 | biased_mnist_rho0.990 | cmnist_lff_1pct | cmnist_disent_1pct
 --method      vanilla (f alone and g alone: the Vanilla and Biased rows) | rebias | learnedmixin | rubi | lff | disent
-              | a variant row of the family (mlp: rebias_sigma1, ReBias with its Biased MNIST radius σ=1)
+              | a variant row of the family (mlp: rebias_median, ReBias with median kernel radii every epoch)
 --family      mlp (CPU: the benchmark's MLP, colour-histogram g) | conv (SimpleConvNet 7x7 / 1x1; for GPUs)
 --root        MNIST root for Biased MNIST (torchvision layout); --data_dir the generated Colored MNIST (default: the
               benchmark's folder, e.g. data/cmnist_lff_lff; ``python -m utils.matrix data`` prints the command)
 The benchmark sets the length (--n_epochs evaluation intervals of --steps_per_epoch steps), --lr, --weight_decay,
 --scheduler (StepLR every --lr_step_size intervals by --lr_gamma, or none) and --batch_size; the method adds its own
-settings (utils/matrix.py own_settings: FG_RECIPES / STEP_RECIPES, the family's overrides such as the MLP family's
-median kernel radii for ReBias, a variant row's changes; DisEnt on DisEnt's benchmark also
---lr_decay_after_curr_step).
+settings (utils/matrix.py own_settings: FG_RECIPES / STEP_RECIPES, a variant row's changes; DisEnt on DisEnt's
+benchmark also --lr_decay_after_curr_step).
 Any of them can be given to override it (the run is then no longer the matrix's protocol unless the length,
 steps per epoch and batch size stay); a flag the method does not read is refused. Run control as
 main_biased_mnist.py (--device, --resume, --overwrite, --limit_eval_batches, --progress, --tensorboard, --wandb,

@@ -8,6 +8,7 @@
 # last.pth (--resume auto), and parallel or concurrent sweeps never run the same cell twice (one lock per cell).
 # Cells of the benchmarks' own papers (MLP family: Vanilla/LfF on LfF's protocol, Vanilla/LfF/DisEnt on DisEnt's)
 # run through the paper tables' scripts and are shared with those tables. Seed-major order: seed 0 everywhere first.
+# Variant rows (utils/matrix.py VARIANTS, e.g. the MLP family's rebias_median) run only when METHODS names them.
 # Environment: FAMILY (mlp|conv), SEEDS, BENCHMARKS and METHODS (subsets, space-separated), DEVICE (default: cuda if
 # available), JOBS (runs at once), THREADS (per run; default cores / JOBS), MNIST_ROOT, OUT (results/matrix),
 # PYTHON, REPORT (1: write OUT/report/matrix_<family>.{md,csv,png} at the end), EXTRA (flags appended to every

@@ -58,14 +58,24 @@ def test_every_method_runs_on_every_benchmark_through_the_entry_point(tmp_path, 
     assert 0.0 <= results["final_metrics"][split] <= 100.0 and f"{split}_cell_mean" in results["final_metrics"]
     assert results["networks"] == FAMILIES["mlp"].networks(BENCHMARKS[column])
     if method == "rebias":
-        sigmas = results["sigmas"]
-        assert results["config"]["rbf_sigma_x"] == "median" and sigmas["outer_sigma_x"] != 1.0
-        assert (sigmas["inner_sigma_x"], sigmas["inner_sigma_y"]) == (sigmas["outer_sigma_y"], sigmas["outer_sigma_x"])
+        assert results["sigmas"]["outer_sigma_x"] == results["sigmas"]["outer_sigma_y"] == 1.0
     if method in FG_RECIPES:
         assert len(results["g_metrics"]) == 1 and split in results["g_metrics"][0]
     else:
         assert set(results["predictor_metrics"]) == {"f", "bias"} and results["g_metrics"] == []
     assert matrix_report.cell_value(results, "f", BENCHMARKS[column]) == results["final_metrics"][split]
+
+
+@pytest.mark.slow
+def test_the_median_variant_trains_through_the_entry_point_with_median_radii(tmp_path, cmnist_dirs):
+    main_matrix.main(benchmark="cmnist_lff_1pct", method="rebias_median", save_dir=str(tmp_path),
+                     data_dir=str(cmnist_dirs["cmnist_lff_1pct"]), **SHORT)
+    results = json.loads((tmp_path / "rebias_median_n_epochs-2_limit_eval_batches-2_steps_per_epoch-3_seed0"
+                          / "results.json").read_text())
+    sigmas = results["sigmas"]
+    assert results["matrix_method"] == "rebias_median" and results["config"]["rbf_sigma_x"] == "median"
+    assert sigmas["outer_sigma_x"] != 1.0 and sigmas["outer_sigma_x"] != sigmas["outer_sigma_y"]
+    assert (sigmas["inner_sigma_x"], sigmas["inner_sigma_y"]) == (sigmas["outer_sigma_y"], sigmas["outer_sigma_x"])
 
 
 def test_each_method_trains_with_its_own_settings_and_the_benchmark_shared_ones():
@@ -107,21 +117,22 @@ def test_each_method_trains_with_its_own_settings_and_the_benchmark_shared_ones(
         method_settings(BENCHMARKS["cmnist_lff_1pct"], "unknown", "mlp")
 
 
-def test_rebias_has_median_radii_in_the_mlp_family_and_its_biased_mnist_radius_in_the_conv_family_and_variant():
+def test_rebias_keeps_its_biased_mnist_radius_and_the_mlp_family_variant_has_median_radii():
     radii = ("rbf_sigma_x", "rbf_sigma_y", "update_sigma_per_epoch")
     for name in BENCHMARKS:
-        mlp, _ = main_matrix.resolve({"benchmark": name, "method": "rebias", "root": "r"})
-        assert tuple(mlp[key] for key in radii) == ("median", "median", True)
-        conv, _ = main_matrix.resolve({"benchmark": name, "method": "rebias", "family": "conv", "root": "r"})
-        assert tuple(conv[key] for key in radii) == (1, 1, False)
-        variant, registry = main_matrix.resolve({"benchmark": name, "method": "rebias_sigma1", "root": "r"})
-        assert tuple(variant[key] for key in radii) == (1, 1, False) and registry == "rebias"
-        assert variant.run_name == "rebias_sigma1_seed0" and variant.f_lambda_outer == variant.g_lambda_inner == 1
-    assert FG_RECIPES["rebias"]["rbf_sigma_x"] == 1 and set(VARIANTS["rebias_sigma1"].families) == {"mlp"}
+        for family in FAMILIES:
+            config, _ = main_matrix.resolve({"benchmark": name, "method": "rebias", "family": family, "root": "r"})
+            assert tuple(config[key] for key in radii) == (1, 1, False)
+        variant, registry = main_matrix.resolve({"benchmark": name, "method": "rebias_median", "root": "r"})
+        assert tuple(variant[key] for key in radii) == ("median", "median", True) and registry == "rebias"
+        assert variant.run_name == "rebias_median_seed0" and variant.f_lambda_outer == variant.g_lambda_inner == 1
+    assert set(VARIANTS["rebias_median"].families) == {"mlp"}
     with pytest.raises(ConfigError, match="--method must be one of"):
-        main_matrix.resolve({"benchmark": "cmnist_lff_1pct", "method": "rebias_sigma1", "family": "conv"})
-    with pytest.raises(ConfigError, match="--method rebias_sigma1 does not read --q"):
-        main_matrix.resolve({"benchmark": "cmnist_lff_1pct", "method": "rebias_sigma1", "q": 0.5})
+        main_matrix.resolve({"benchmark": "cmnist_lff_1pct", "method": "rebias_median", "family": "conv"})
+    with pytest.raises(KeyError, match="for family 'conv'"):
+        own_settings(BENCHMARKS["cmnist_lff_1pct"], "rebias_median", "conv")
+    with pytest.raises(ConfigError, match="--method rebias_median does not read --q"):
+        main_matrix.resolve({"benchmark": "cmnist_lff_1pct", "method": "rebias_median", "q": 0.5})
 
 
 def test_kernel_scale_bench_separates_a_saturated_fixed_radius_from_the_scale_free_median():
@@ -143,7 +154,7 @@ def test_kernel_scale_bench_separates_a_saturated_fixed_radius_from_the_scale_fr
 
 @pytest.mark.slow
 def test_kernel_scale_bench_reads_a_matrix_run_at_initialisation_and_end(tmp_path, cmnist_dirs, capsys):
-    main_matrix.main(benchmark="cmnist_lff_1pct", method="rebias_sigma1", save_dir=str(tmp_path), run_name="run",
+    main_matrix.main(benchmark="cmnist_lff_1pct", method="rebias", save_dir=str(tmp_path), run_name="run",
                      data_dir=str(cmnist_dirs["cmnist_lff_1pct"]), **SHORT)
     capsys.readouterr()
     hsic_kernel_scale.main(str(tmp_path / "run"), batches=2)
@@ -276,25 +287,25 @@ def test_matrix_report_refuses_a_run_of_another_cell(tmp_path):
 
 def test_matrix_report_variant_row_and_runs_with_the_other_kernel_radii_refused(tmp_path):
     root = str(tmp_path / "results/matrix")
-    sigma1 = own_settings(BENCHMARKS["cmnist_lff_1pct"], "rebias_sigma1", "mlp")
-    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias_sigma1", 0, 45.0, matrix_method="rebias")
-    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias_sigma1", 1, 47.0)
+    median = own_settings(BENCHMARKS["cmnist_lff_1pct"], "rebias_median", "mlp")
+    sigma1 = own_settings(BENCHMARKS["cmnist_lff_1pct"], "rebias", "mlp")
+    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias_median", 0, 45.0, matrix_method="rebias")
+    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias_median", 1, 47.0)
     matrix_run(tmp_path, "cmnist_lff_1pct", "rebias", 0, 55.0)
     table = matrix_report.render("mlp", matrix_report.collect("mlp", tmp_path, root=root))
     table_rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table.splitlines()[2:10]}
     assert table_rows["ReBias"][2] == "55.0 ± – (n=1)"
-    assert table_rows["ReBias, σ=1 (variant)"][2] == "46.0 ± 1.4 (n=2)"
-    assert "`METHODS=rebias_sigma1 bash scripts/matrix.sh`" in table
-    assert "ReBias, σ=1" not in matrix_report.render("conv", matrix_report.collect("conv", tmp_path, root=root))
-    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias", 0, 45.0, config=sigma1)
-    with pytest.raises(matrix_report.MatrixError, match="rbf_sigma_x 1 \\(cell: 'median'\\)"):
-        matrix_report.collect("mlp", tmp_path, root=root)
-    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias", 0, 55.0)
-    median = own_settings(BENCHMARKS["cmnist_lff_1pct"], "rebias", "mlp")
-    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias_sigma1", 0, 45.0, matrix_method="rebias", config=median)
+    assert table_rows["ReBias, median σ (variant)"][2] == "46.0 ± 1.4 (n=2)"
+    assert "`METHODS=rebias_median bash scripts/matrix.sh`" in table
+    assert "median σ" not in matrix_report.render("conv", matrix_report.collect("conv", tmp_path, root=root))
+    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias", 0, 45.0, config=median)
     with pytest.raises(matrix_report.MatrixError, match="rbf_sigma_x 'median' \\(cell: 1\\)"):
         matrix_report.collect("mlp", tmp_path, root=root)
-    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias_sigma1", 0, 45.0, matrix_method="rubi", config=sigma1)
+    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias", 0, 55.0)
+    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias_median", 0, 45.0, matrix_method="rebias", config=sigma1)
+    with pytest.raises(matrix_report.MatrixError, match="rbf_sigma_x 1 \\(cell: 'median'\\)"):
+        matrix_report.collect("mlp", tmp_path, root=root)
+    matrix_run(tmp_path, "cmnist_lff_1pct", "rebias_median", 0, 45.0, matrix_method="rubi", config=median)
     with pytest.raises(matrix_report.MatrixError, match="matrix_method 'rubi'"):
         matrix_report.collect("mlp", tmp_path, root=root)
 
@@ -331,18 +342,18 @@ def test_plan_shares_the_paper_tables_runs_and_names_each_cell_once():
     assert len(trained) == 6 * 2 + 5 + 4
     assert not any("--method biased" in c for c in commands)
     assert not any("cmnist_disent_1pct --method lff" in c for c in trained)
-    assert not any("rebias_sigma1" in c for c in commands)
+    assert not any("rebias_median" in c for c in commands)
 
 
 def test_plan_runs_a_variant_row_only_where_named_and_only_in_its_family():
     plan = [sys.executable, "-m", "utils.matrix", "plan", "--seeds", "7", "--root", "/nonexistent", "--methods",
-            "rebias_sigma1"]
+            "rebias_median"]
     result = subprocess.run(plan, cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
     lines = [line.split("\t") for line in result.stdout.splitlines()]
-    assert [path for path, _ in lines] == [f"/nonexistent/mlp/{b}/rebias_sigma1_seed7/results.json" for b in BENCHMARKS]
-    assert all("--method rebias_sigma1 --seed 7" in command for _, command in lines)
+    assert [path for path, _ in lines] == [f"/nonexistent/mlp/{b}/rebias_median_seed7/results.json" for b in BENCHMARKS]
+    assert all("--method rebias_median --seed 7" in command for _, command in lines)
     refused = subprocess.run(plan + ["--family", "conv"], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert refused.returncode != 0 and "rebias_sigma1" in refused.stderr
+    assert refused.returncode != 0 and "rebias_median" in refused.stderr
 
 
 def test_matrix_script_runs_missing_cells_once_and_skips_finished_ones(tmp_path):
