@@ -157,7 +157,11 @@ def test_kernel_scale_bench_reads_a_matrix_run_at_initialisation_and_end(tmp_pat
     main_matrix.main(benchmark="cmnist_lff_1pct", method="rebias", save_dir=str(tmp_path), run_name="run",
                      data_dir=str(cmnist_dirs["cmnist_lff_1pct"]), **SHORT)
     capsys.readouterr()
-    hsic_kernel_scale.main(str(tmp_path / "run"), batches=2)
+    threads = torch.get_num_threads()
+    try:
+        hsic_kernel_scale.main(str(tmp_path / "run"), batches=2)
+    finally:
+        torch.set_num_threads(threads)  # the bench sets it for the process; later in-process runs must not inherit it
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines[1:]] == ["init", "end"]
     assert all(len(line.split()) == 10 for line in lines[1:])
