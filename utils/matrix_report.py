@@ -178,10 +178,11 @@ def write_csv(family: str, collected: dict[tuple[str, str], MatrixCell], path: P
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["family", "benchmark", "method", "mean", "std", "n", "seeds", "paper", "shared_with"])
+        titles = rows(family)
         for (benchmark, method), entry in collected.items():
             values = list(entry.values.values())
             paper = paper_value(family, benchmark, method)
-            writer.writerow([family, benchmark, rows(family)[method], f"{entry.mean:.4f}" if values else "",
+            writer.writerow([family, benchmark, titles[method], f"{entry.mean:.4f}" if values else "",
                              f"{statistics.stdev(values):.4f}" if len(values) > 1 else "", len(values),
                              " ".join(map(str, entry.values)), "" if paper is None else paper,
                              entry.shared_with or ""])
@@ -189,7 +190,8 @@ def write_csv(family: str, collected: dict[tuple[str, str], MatrixCell], path: P
 
 def plot_heatmap(family: str, collected: dict[tuple[str, str], MatrixCell], path: Path) -> None:
     """Means as colours (missing cells grey, labelled ``missing``), the number of seeds in each cell."""
-    benchmarks, methods = list(BENCHMARKS), list(rows(family))
+    benchmarks, titles = list(BENCHMARKS), rows(family)
+    methods = list(titles)
     grid = np.array([[collected[(b, m)].mean for b in benchmarks] for m in methods])
     figure = Figure(figsize=(2.2 * len(benchmarks) + 2, 0.55 * len(methods) + 2))
     axes = figure.add_subplot()
@@ -203,7 +205,7 @@ def plot_heatmap(family: str, collected: dict[tuple[str, str], MatrixCell], path
                       color="black" if not entry.values or entry.mean > 60 else "white")
     axes.set_xticks(range(len(benchmarks)), [BENCHMARKS[b].title.replace(" (", "\n(") for b in benchmarks],
                     fontsize=8)
-    axes.set_yticks(range(len(methods)), [rows(family)[m] for m in methods])
+    axes.set_yticks(range(len(methods)), list(titles.values()))
     axes.set_title(f"Unbiased accuracy (%), {family} family, end of training")
     figure.colorbar(colours, ax=axes)
     figure.tight_layout()
