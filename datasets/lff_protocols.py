@@ -91,8 +91,11 @@ def make_attr_labels(targets: np.ndarray, aligned_ratio: float, num_classes: int
 
 
 def load_lff_palette(path: str | os.PathLike | None = None) -> np.ndarray:
-    """LfF's ``colors.th`` as float32 (10, 3) in [0, 1]; ``path`` defaults to ``../shared/.../colors.th``."""
-    path = Path(path) if path is not None else REPO_ROOT / DEFAULT_COLORS_PATH
+    """LfF's ``colors.th`` as float32 (10, 3) in [0, 1]; ``path`` defaults to ``$LFF_PALETTE`` if set, else
+    ``../shared/.../colors.th``."""
+    if path is None:
+        path = os.environ.get("LFF_PALETTE") or REPO_ROOT / DEFAULT_COLORS_PATH
+    path = Path(path)
     if not path.exists():
         raise DataNotFoundError(f"LfF palette '{path}' not found: pass the path of LfF's data/resource/colors.th "
                                 f"(or use palette='hues')")

@@ -51,3 +51,19 @@ def mnist_root(tmp_path_factory) -> Path:
 def fake_mnist_root(tmp_path_factory) -> Path:
     """Always-generated small MNIST-format data (fast tests that must not depend on ../shared)."""
     return make_fake_mnist(tmp_path_factory.mktemp("fake_mnist"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lff_palette(tmp_path_factory) -> Path:
+    """LfF's colors.th from ../shared when present; otherwise the ten pure hues (in [0, 1]) in its format (10x3x1x1
+    float tensor), exported as ``$LFF_PALETTE`` so that subprocesses read it too."""
+    import torch
+
+    from datasets.lff_protocols import DEFAULT_COLORS_PATH, HUES_PALETTE, REPO_ROOT
+    real = REPO_ROOT / DEFAULT_COLORS_PATH
+    if real.exists() or os.environ.get("LFF_PALETTE"):
+        return Path(os.environ.get("LFF_PALETTE") or real)
+    path = tmp_path_factory.mktemp("lff_resource") / "colors.th"
+    torch.save(torch.as_tensor(HUES_PALETTE / 255, dtype=torch.float32).reshape(10, 3, 1, 1), path)
+    os.environ["LFF_PALETTE"] = str(path)
+    return path
