@@ -9,7 +9,8 @@ weight-gradient GEMM (out x B) @ (B x in) and, except for the first layer (input
 input-gradient GEMM (B x out) @ (out x in). Each of these shapes is timed alone with ``torch.mm`` on this device in
 the same run; their sum is the floor of a step, and ``steps x floor`` is the run's floor. The run's time is measured
 with the real task (data on the device), the real Method and the real evaluation: ``steps x step time + evaluations
-x evaluation time``, split into data fetch, the training step and evaluation. With ``--results_dir`` the wall time
+x evaluation time``, split into data fetch, the training step and evaluation; the share of a step spent in the
+Adam update (timed alone on the last step's gradients) is printed too. With ``--results_dir`` the wall time
 recorded in committed results.json files is printed beside it. The target is a run within 1.5 x its floor.
 
 On a CPU every time is the process' CPU time (``time.process_time``), so other jobs sharing the cores do not
@@ -110,12 +111,14 @@ def measure(name: str, data_dir: str, percent: str, steps: int, device: torch.de
         if index >= 5:
             fetch += fetched - start
             step += done - fetched
+    adam = time_call(method.optimizer.step, 20)
     evaluation = time_call(lambda: evaluate(method.predictors(), task.eval_loaders, task.num_classes,
                                             task.num_biases), 2)
     floor_seconds, flops = gemm_floor(list(method.networks.values()), config.batch_size, device)
     run_steps = config.num_steps
     evaluations = run_steps // config.valid_freq
-    return {"fetch": fetch / steps, "step": step / steps, "evaluation": evaluation, "floor": floor_seconds,
+    return {"fetch": fetch / steps, "step": step / steps, "adam": adam, "evaluation": evaluation,
+            "floor": floor_seconds,
             "flops": flops, "run_steps": run_steps, "evaluations": evaluations,
             "run_seconds": run_steps * (fetch + step) / steps + evaluations * evaluation,
             "floor_run_seconds": run_steps * floor_seconds}
@@ -158,7 +161,8 @@ def main(data_dir: str, percent: str = "1pct", steps: int = 300, device: str | N
         ratio = figures["run_seconds"] / figures["floor_run_seconds"]
         total_step = figures["step"] + figures["fetch"]
         share = {"GEMMs": figures["floor"] / total_step, "data": figures["fetch"] / total_step,
-                 "other step work": (figures["step"] - figures["floor"]) / total_step}
+                 "Adam": figures["adam"] / total_step,
+                 "other step work": (figures["step"] - figures["floor"] - figures["adam"]) / total_step}
         eval_share = figures["evaluations"] * figures["evaluation"] / figures["run_seconds"]
         print(f"{name:22s} {1e3 * figures['step']:8.2f} {1e3 * figures['fetch']:8.2f} {figures['evaluation']:7.2f} "
               f"{1e3 * figures['floor']:9.2f} {figures['flops'] / figures['floor'] / 1e9:8.1f} "

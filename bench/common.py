@@ -22,7 +22,7 @@ from methods.base import Method, Phase
 from methods.rebias import ReBias
 from tasks.action import ActionTask
 from tasks.base import Task
-from tasks.disent import DisEntTask
+from tasks.disent import BACKBONES, DisEntTask, divides_at_load
 from tasks.imagenet import ImageNetTask
 from utils.distributed import memory_format_for
 
@@ -84,10 +84,13 @@ class SyntheticActionTask(SyntheticData, ActionTask):
 
 class SyntheticDisEntTask(SyntheticData, DisEntTask):
     """A DisEnt dataset's MLP or ResNet-18 on synthetic images; ``train_size`` random training targets size the
-    per-sample loss EMAs of LfF and DisEnt as the real training set does."""
+    per-sample loss EMAs of LfF and DisEnt as the real training set does. The MLPs take their inputs as divided at
+    load time, as with the real task."""
 
     def __init__(self, config: Munch, device: torch.device, train_size: int, **data: Any):
         super().__init__(config, device, **data)
+        self.backbone = config.get("backbone") or BACKBONES[config.dataset]
+        self.divided_at_load = divides_at_load(config.dataset, self.backbone)
         self.num_biases = self.num_classes
         generator = torch.Generator().manual_seed(1)
         self.train_targets = torch.randint(0, self.num_classes, (train_size,), generator=generator).to(device)

@@ -26,12 +26,16 @@ class GeneralizedCELoss(nn.Module):
         self.reduction = reduction
         self.check_finite = check_finite
 
-    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+    def forward(self, logits: Tensor, targets: Tensor, cross_entropy: Tensor | None = None) -> Tensor:
+        """``cross_entropy``: the per-sample ``F.cross_entropy(logits, targets, reduction='none')`` when the
+        caller has it already (with its graph), to save computing it twice."""
         probabilities = F.softmax(logits, dim=1)
         if self.check_finite and not torch.isfinite(probabilities).all():
             raise FloatingPointError("GCE: softmax of the logits is not finite")
         target_probability = probabilities.gather(1, targets.unsqueeze(1)).squeeze(1).detach()
-        loss = F.cross_entropy(logits, targets, reduction="none") * (target_probability ** self.q) * self.q
+        if cross_entropy is None:
+            cross_entropy = F.cross_entropy(logits, targets, reduction="none")
+        loss = cross_entropy * (target_probability ** self.q) * self.q
         return loss.mean() if self.reduction == "mean" else loss
 
     def extra_repr(self) -> str:

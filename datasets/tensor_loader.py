@@ -25,7 +25,8 @@ class TensorLoader:
 
     The order of epoch ``e`` is a permutation drawn from a generator seeded by ``(seed, e)`` (set with
     :meth:`set_epoch`), so a resumed run sees exactly the batches an uninterrupted one would. ``transform`` maps the
-    stored uint8 images to network inputs on the fly (for Biased MNIST: scaling to [-1, 1]).
+    stored uint8 images to network inputs on the fly (for Biased MNIST: scaling to [-1, 1]). Batches are gathered
+    with ``index_select`` (one row copy per sample: on a CPU half the time of advanced indexing).
 
     Under torchrun, process r of W takes every W-th sample of the order starting at r; a shuffled (training)
     loader first drops the last ``N mod W`` samples of the order so that every process runs the same number of
@@ -72,7 +73,8 @@ class TensorLoader:
         order = order[first:end:stride]
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start:start + self.batch_size]
-            yield Batch(self.transform(self.images[index]), self.targets[index], self.biases[index], index)
+            yield Batch(self.transform(self.images.index_select(0, index)), self.targets[index],
+                        self.biases[index], index)
 
 
 class SeedStackedLoader:

@@ -32,7 +32,10 @@ from utils.seed import derived_seed
 
 
 class StepBasedMethod(Method):
-    """Shared plumbing: networks, one Adam per network, optional StepLR counted in steps, the step counter."""
+    """Shared plumbing: networks, Adam, optional StepLR counted in steps, the step counter.
+
+    The originals give every network its own Adam with the same settings and schedule; Adam being element-wise,
+    one Adam over all networks' parameters makes the same updates bit for bit, in one fused call per step."""
 
     decays_lr = False
 
@@ -40,27 +43,22 @@ class StepBasedMethod(Method):
         self.config = config
         self.networks = {name: prepare_network(net, device, config.channels_last, config.compile)
                          for name, net in networks.items()}
-        self.optimizers = {name: build_optimizer("Adam", net.parameters(), config.lr, config.weight_decay,
-                                                 fused=True)
-                           for name, net in self.networks.items()}
-        self.schedulers = {name: torch.optim.lr_scheduler.StepLR(opt, config.lr_decay_step, config.lr_gamma)
-                           for name, opt in self.optimizers.items()}
+        parameters = [parameter for net in self.networks.values() for parameter in net.parameters()]
+        self.optimizer = build_optimizer("Adam", parameters, config.lr, config.weight_decay, fused=True)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, config.lr_decay_step, config.lr_gamma)
         self.step = 0
 
     def phases(self) -> list[Phase]:
         return [Phase.of_steps("main", self.config.num_steps, self.config.valid_freq)]
 
     def _apply(self, loss: Tensor) -> None:
-        """One backward pass, every optimiser steps; with ``--use_lr_decay`` the schedulers step from
+        """One backward pass and one Adam step; with ``--use_lr_decay`` the scheduler steps from
         :attr:`lr_decay_start` on (DisEnt's schedule: the first decay lands at curr_step + lr_decay_step)."""
-        for optimizer in self.optimizers.values():
-            optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        for optimizer in self.optimizers.values():
-            optimizer.step()
+        self.optimizer.step()
         if self.decays_lr and self.config.use_lr_decay and self.step >= self.lr_decay_start:
-            for scheduler in self.schedulers.values():
-                scheduler.step()
+            self.scheduler.step()
         self.step += 1
 
     @property
@@ -71,20 +69,40 @@ class StepBasedMethod(Method):
         return self.config.curr_step if start is None else start
 
     def learning_rates(self) -> dict[str, float]:
-        return {f"lr_{name}": s.get_last_lr()[0] for name, s in self.schedulers.items()}
+        """The learning rate, logged once per network (``lr_<network>``) as the originals' optimisers are."""
+        lr = self.scheduler.get_last_lr()[0]
+        return {f"lr_{name}": lr for name in self.networks}
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step,
                 "networks": {name: unwrap(net).state_dict() for name, net in self.networks.items()},
-                "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
-                "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()}}
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = state["step"]
         for name, net in self.networks.items():
             unwrap(net).load_state_dict(state["networks"][name])
-            self.optimizers[name].load_state_dict(state["optimizers"][name])
-            self.schedulers[name].load_state_dict(state["schedulers"][name])
+        if "optimizers" in state:
+            state = {**state, **merged_optimizer_state(state, list(self.networks))}
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+def merged_optimizer_state(state: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The ``optimizer``/``scheduler`` entries of a checkpoint written with one Adam per network (``optimizers``,
+    ``schedulers`` by network name, before the Adams were merged), for one Adam over the networks ``names`` in
+    that order: the per-parameter states are renumbered one network after the other."""
+    per_network = [state["optimizers"][name] for name in names]
+    parameter_states, offset = {}, 0
+    for optimizer_state in per_network:
+        (group,) = optimizer_state["param_groups"]
+        for index in group["params"]:
+            if index in optimizer_state["state"]:
+                parameter_states[offset + index] = optimizer_state["state"][index]
+        offset += len(group["params"])
+    group = {**per_network[0]["param_groups"][0], "params": list(range(offset))}
+    return {"optimizer": {"state": parameter_states, "param_groups": [group]},
+            "scheduler": state["schedulers"][names[0]]}
 
 
 class VanillaDisEnt(StepBasedMethod):
@@ -145,7 +163,7 @@ class LfF(EMAMethod):
         ce_bias = F.cross_entropy(logits_bias, batch.target, reduction="none")
         ce_debiased = F.cross_entropy(logits_debiased, batch.target, reduction="none")
         weights = self._weights(ce_bias.detach(), ce_debiased.detach(), batch.index)
-        loss_bias = self.gce(logits_bias, batch.target).mean()
+        loss_bias = self.gce(logits_bias, batch.target, ce_bias).mean()
         loss_debiased = (weights * ce_debiased).mean()
         loss = loss_bias + loss_debiased
         self._apply(loss)
@@ -187,7 +205,7 @@ class DisEnt(EMAMethod):
         ce_bias = F.cross_entropy(logits_bias, y, reduction="none")
         weights = self._weights(ce_bias.detach(), ce_intrinsic.detach(), batch.index)
         loss_dis_conflict = (weights * ce_intrinsic).mean()
-        loss_dis_align = self.gce(logits_bias, y).mean()
+        loss_dis_align = self.gce(logits_bias, y, ce_bias).mean()
         loss = loss_dis_conflict + config.lambda_dis_align * loss_dis_align
         logs = {"loss_dis_conflict": loss_dis_conflict.detach(), "loss_dis_align": loss_dis_align.detach()}
         if self.step > config.curr_step:

@@ -25,21 +25,27 @@ def _mlp_feature_stack() -> nn.Sequential:
                          nn.Linear(100, MLP_FEATURE_DIM), nn.ReLU())
 
 
-def _flatten_and_scale(x: Tensor) -> Tensor:
-    """Flatten and divide by 255 as the original MLPs do, on inputs already in [0, 1] (spec §9)."""
-    return x.reshape(x.shape[0], -1) / 255
+def _flatten_and_scale(x: Tensor, divide_by_255: bool = True) -> Tensor:
+    """Flatten and divide by 255 as the original MLPs do, on inputs already in [0, 1] (spec §9); with
+    ``divide_by_255=False`` the inputs are taken as already divided (:class:`tasks.disent.DisEntTask` divides its
+    stored Colored MNIST once at load time: the same float values, without a division per step and network)."""
+    flat = x.reshape(x.shape[0], -1)
+    return flat / 255 if divide_by_255 else flat
 
 
 class VanillaMLP(nn.Module):
-    """DisEnt's vanilla CMNIST ``MLP``: 2352 -> 100 -> 100 -> 16 (ReLU each) -> ``classifier`` Linear(16, C)."""
+    """DisEnt's vanilla CMNIST ``MLP``: 2352 -> 100 -> 100 -> 16 (ReLU each) -> ``classifier`` Linear(16, C).
 
-    def __init__(self, num_classes: int = 10):
+    ``divide_by_255`` (default, as the original code on [0, 1] inputs); False for inputs divided beforehand."""
+
+    def __init__(self, num_classes: int = 10, divide_by_255: bool = True):
         super().__init__()
+        self.divide_by_255 = divide_by_255
         self.feature = _mlp_feature_stack()
         self.classifier = nn.Linear(MLP_FEATURE_DIM, num_classes)
 
     def extract(self, x: Tensor) -> Tensor:
-        return self.feature(_flatten_and_scale(x))
+        return self.feature(_flatten_and_scale(x, self.divide_by_255))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.extract(x))
@@ -48,9 +54,9 @@ class VanillaMLP(nn.Module):
 class LfFMLP(nn.Module):
     """LfF's Colored MNIST ``MLP``: 2352 -> 100 -> 100 -> 100 (ReLU each) -> ``classifier`` Linear(100, C).
 
-    ``divide_by_255`` (default, as the original code on [0, 1] inputs); False feeds the inputs as they are (the
-    comparison matrix's Biased MNIST, whose inputs are in [-1, 1] and whose weight decay would otherwise keep the
-    weights needed by 1/255-scaled inputs from growing)."""
+    ``divide_by_255`` (default, as the original code on [0, 1] inputs); False feeds the inputs as they are (inputs
+    divided beforehand, or the comparison matrix's Biased MNIST, whose inputs are in [-1, 1] and whose weight decay
+    would otherwise keep the weights needed by 1/255-scaled inputs from growing)."""
 
     def __init__(self, num_classes: int = 10, divide_by_255: bool = True):
         super().__init__()
@@ -60,25 +66,26 @@ class LfFMLP(nn.Module):
         self.classifier = nn.Linear(100, num_classes)
 
     def extract(self, x: Tensor) -> Tensor:
-        flat = _flatten_and_scale(x) if self.divide_by_255 else x.reshape(x.shape[0], -1)
-        return self.feature(flat)
+        return self.feature(_flatten_and_scale(x, self.divide_by_255))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.extract(x))
 
 
 class DisEntMLP(nn.Module):
-    """``MLP_DISENTANGLE``: the same 16-d feature stack as encoder and ``fc`` = Linear(32, C) on ``[z_i ; z_b]``."""
+    """``MLP_DISENTANGLE``: the same 16-d feature stack as encoder and ``fc`` = Linear(32, C) on ``[z_i ; z_b]``
+    (``divide_by_255`` as :class:`VanillaMLP`)."""
 
     feature_dim = MLP_FEATURE_DIM
 
-    def __init__(self, num_classes: int = 10):
+    def __init__(self, num_classes: int = 10, divide_by_255: bool = True):
         super().__init__()
+        self.divide_by_255 = divide_by_255
         self.feature = _mlp_feature_stack()
         self.fc = nn.Linear(2 * MLP_FEATURE_DIM, num_classes)
 
     def extract(self, x: Tensor) -> Tensor:
-        return self.feature(_flatten_and_scale(x))
+        return self.feature(_flatten_and_scale(x, self.divide_by_255))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.extract(x)

@@ -2,7 +2,9 @@
 
 Colored MNIST is small: its splits are loaded once, converted to [0, 1] floats (``ToTensor``, once per run instead
 of once per batch: 4 x the memory of uint8, about 0.7 GB, for a tenth of a step's time and most of an evaluation's),
-and kept on the training device. The two others are
+and kept on the training device. Its MLPs divide their [0, 1] inputs by 255 (the originals' quirk, spec §9); the
+task does that division once at load time too and builds the MLPs with ``divide_by_255=False`` (the same float
+values reach the first layer, bit for bit, without a division of every batch by every network). The two others are
 read by DataLoader workers. Evaluation loaders: ``valid`` (same bias ratio as training) and ``test`` (unbiased;
 BFFHQ: bias-conflicting images only). Besides plain accuracy the task reports, per loader, the accuracy on
 bias-aligned (target == bias) and bias-conflicting samples and the unweighted mean over (target, bias) cells.
@@ -30,9 +32,23 @@ BATCH_SIZES = {"cmnist": 256, "cifar10c": 256, "bffhq": 64}
 BACKBONES = {"cmnist": "mlp", "cifar10c": "resnet18", "bffhq": "resnet18"}
 
 
+MLP_BACKBONES = ("mlp", "mlp_lff")
+"""Backbones whose networks divide their inputs by 255 (``divide_by_255``)."""
+
+
+def divides_at_load(dataset: str, backbone: str) -> bool:
+    """Whether the task stores ``dataset`` divided by 255 for ``backbone`` (Colored MNIST's MLPs)."""
+    return dataset == "cmnist" and backbone in MLP_BACKBONES
+
+
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [0, 1] (``ToTensor``, the only CMNIST transform)."""
     return images.float().div_(255.0)
+
+
+def to_mlp_inputs(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> ``ToTensor`` then the MLPs' division by 255, as the same two float divisions."""
+    return to_unit_range(images).div_(255)
 
 
 def already_transformed(images: torch.Tensor) -> torch.Tensor:
@@ -70,9 +86,13 @@ def group_metrics(loader_name: str, cells: CellAccuracy) -> dict[str, float]:
 class DisEntTask(Task):
     """One dataset at one ratio of bias-conflicting samples (``--percent``)."""
 
-    def __init__(self, config: Munch, device: torch.device):
+    def __init__(self, config: Munch, device: torch.device, divide_at_load: bool = True):
+        """``divide_at_load``: store Colored MNIST divided for the MLP backbones (module docstring); False keeps
+        the [0, 1] images for networks with other input conventions (the comparison matrix's)."""
         self.config = config
         dataset = config.dataset
+        self.backbone = config.get("backbone") or BACKBONES[dataset]
+        self.divided_at_load = divide_at_load and divides_at_load(dataset, self.backbone)
         self.name = f"disent_{dataset}"
         self.num_classes = self.num_biases = NUM_CLASSES[dataset]
         self.criterion_extras = {}
@@ -102,17 +122,20 @@ class DisEntTask(Task):
             self.train_targets = torch.as_tensor(train.targets, dtype=torch.long, device=device)
 
     def _load_cmnist(self, split: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One Colored MNIST split on ``device``: float images in [0, 1], targets, biases."""
+        """One Colored MNIST split on ``device``: float images in [0, 1] (divided by 255 once more for the MLPs when
+        :attr:`divided_at_load`), targets, biases."""
         images, targets, biases = load_split_tensor(self.config.data_dir, "cmnist", split, self.config.percent)
-        return to_unit_range(images.to(device)), targets.to(device), biases.to(device)
+        convert = to_mlp_inputs if self.divided_at_load else to_unit_range
+        return convert(images.to(device)), targets.to(device), biases.to(device)
 
     def build_model(self, disentangle: bool) -> nn.Module:
         """The dataset's backbone: MLP (Colored MNIST) or ResNet18 from scratch, vanilla or DisEnt variant."""
-        backbone = self.config.backbone or BACKBONES[self.config.dataset]
-        name = backbone + ("_disentangle" if disentangle else "")
+        name = self.backbone + ("_disentangle" if disentangle else "")
         if name not in DISENT_MODELS:
-            raise ConfigError(f"--backbone {backbone} has no {'DisEnt' if disentangle else 'vanilla'} variant "
+            raise ConfigError(f"--backbone {self.backbone} has no {'DisEnt' if disentangle else 'vanilla'} variant "
                               f"(models: {sorted(DISENT_MODELS)})")
+        if self.divided_at_load:
+            return DISENT_MODELS[name](self.num_classes, divide_by_255=False)
         return DISENT_MODELS[name](self.num_classes)
 
     def extra_metrics(self, loader_name: str, cells: CellAccuracy) -> dict[str, float]:

@@ -40,8 +40,10 @@ class MatrixTask(Task):
         self.config = config
         self.benchmark = BENCHMARKS[config.benchmark]
         self.family = FAMILIES[config.family]
-        inner_class = BiasedMNISTTask if self.benchmark.source == "biased_mnist" else DisEntTask
-        self.inner = inner_class(config, device)
+        if self.benchmark.source == "biased_mnist":
+            self.inner = BiasedMNISTTask(config, device)
+        else:
+            self.inner = DisEntTask(config, device, divide_at_load=False)
         self._check_data()
         self.train_loader = self.inner.train_loader
         self.eval_loaders = self.inner.eval_loaders
