@@ -10,8 +10,11 @@ input-gradient GEMM (B x out) @ (out x in). Each of these shapes is timed alone 
 the same run; their sum is the floor of a step, and ``steps x floor`` is the run's floor. The run's time is measured
 with the real task (data on the device), the real Method and the real evaluation: ``steps x step time + evaluations
 x evaluation time``, split into data fetch, the training step and evaluation; the share of a step spent in the
-Adam update (timed alone on the last step's gradients) is printed too. With ``--results_dir`` the wall time
-recorded in committed results.json files is printed beside it. The target is a run within 1.5 x its floor.
+Adam update (timed alone on the last step's gradients) is printed too, and ``b4/floor``: a training step on the
+first 4 samples of a batch, where the GEMMs are negligible, over the floor (the share of the floor that the per-step
+cost independent of the batch size takes: the 1.5 x target leaves 0.5 x for it, the data and everything else).
+With ``--results_dir`` the wall time recorded in committed results.json files is printed beside it. The target is a
+run within 1.5 x its floor.
 
 On a CPU every time is the process' CPU time (``time.process_time``), so other jobs sharing the cores do not
 inflate it; run with ``--threads 1`` to make CPU time equal compute time. On a GPU it is wall time.
@@ -22,6 +25,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import fire
@@ -31,7 +35,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import synchronize  # noqa: E402
 from datasets.disent_data import cmnist_variant, read_manifest  # noqa: E402
+from datasets.tensor_loader import Batch  # noqa: E402
 from evaluator import evaluate  # noqa: E402
 from experiment import resolve_device  # noqa: E402
 from methods import METHODS  # noqa: E402
@@ -50,6 +56,9 @@ CASES = {
 
 
 CLOCK = time.process_time
+SMALL_BATCH = 4
+"""The batch size at which a step's GEMMs are negligible: its step time is the per-step cost that does not shrink
+with the batch (Python and dispatch, autograd bookkeeping, Adam's pass over every parameter, losses, EMAs)."""
 
 
 def time_call(function, repeats: int) -> float:
@@ -61,6 +70,14 @@ def time_call(function, repeats: int) -> float:
         function()
         times.append(CLOCK() - start)
     return statistics.median(times)
+
+
+def synchronised(function: Callable[[], object], device: torch.device) -> Callable[[], None]:
+    """``function`` followed by :func:`bench.common.synchronize`, for timing."""
+    def call() -> None:
+        function()
+        synchronize(device)
+    return call
 
 
 def gemm_floor(networks: list[nn.Module], batch: int, device: torch.device, repeats: int = 20) -> tuple[float, float]:
@@ -105,19 +122,20 @@ def measure(name: str, data_dir: str, percent: str, steps: int, device: torch.de
             batch = next(batches)
         fetched = CLOCK()
         method.training_step(batch, phase)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         done = CLOCK()
         if index >= 5:
             fetch += fetched - start
             step += done - fetched
-    adam = time_call(method.optimizer.step, 20)
+    adam = time_call(synchronised(method.optimizer.step, device), 20)
+    small = Batch(*(field[:SMALL_BATCH] for field in batch))
+    fixed = time_call(synchronised(lambda: method.training_step(small, phase), device), 20)
     evaluation = time_call(lambda: evaluate(method.predictors(), task.eval_loaders, task.num_classes,
                                             task.num_biases), 2)
     floor_seconds, flops = gemm_floor(list(method.networks.values()), config.batch_size, device)
     run_steps = config.num_steps
     evaluations = run_steps // config.valid_freq
-    return {"fetch": fetch / steps, "step": step / steps, "adam": adam, "evaluation": evaluation,
+    return {"fetch": fetch / steps, "step": step / steps, "adam": adam, "fixed": fixed, "evaluation": evaluation,
             "floor": floor_seconds,
             "flops": flops, "run_steps": run_steps, "evaluations": evaluations,
             "run_seconds": run_steps * (fetch + step) / steps + evaluations * evaluation,
@@ -154,7 +172,7 @@ def main(data_dir: str, percent: str = "1pct", steps: int = 300, device: str | N
     print(f"device {torch_device}, {torch.get_num_threads()} threads, {steps} timed steps per case, "
           f"{'CPU' if CLOCK is time.process_time else 'wall'} time")
     print(f"{'case':22s} {'step ms':>8s} {'data ms':>8s} {'eval s':>7s} {'floor ms':>9s} {'GFLOP/s':>8s} "
-          f"{'run min':>8s} {'floor min':>9s} {'x floor':>8s}  where the time goes")
+          f"{'run min':>8s} {'floor min':>9s} {'x floor':>8s} {f'b{SMALL_BATCH}/floor':>8s}  where the time goes")
     names = cases.split(",") if isinstance(cases, str) else list(cases)
     for name in names:
         figures = measure(name, data_dir, percent, steps, torch_device)
@@ -166,7 +184,8 @@ def main(data_dir: str, percent: str = "1pct", steps: int = 300, device: str | N
         eval_share = figures["evaluations"] * figures["evaluation"] / figures["run_seconds"]
         print(f"{name:22s} {1e3 * figures['step']:8.2f} {1e3 * figures['fetch']:8.2f} {figures['evaluation']:7.2f} "
               f"{1e3 * figures['floor']:9.2f} {figures['flops'] / figures['floor'] / 1e9:8.1f} "
-              f"{figures['run_seconds'] / 60:8.1f} {figures['floor_run_seconds'] / 60:9.1f} {ratio:8.2f}  "
+              f"{figures['run_seconds'] / 60:8.1f} {figures['floor_run_seconds'] / 60:9.1f} {ratio:8.2f} "
+              f"{figures['fixed'] / figures['floor']:8.2f}  "
               + ", ".join(f"{key} {100 * value:.0f}%" for key, value in share.items())
               + f" of a step; evaluation {100 * eval_share:.0f}% of the run")
     if results_dir is not None:

@@ -22,7 +22,7 @@ from methods.base import Method, Phase
 from methods.rebias import ReBias
 from tasks.action import ActionTask
 from tasks.base import Task
-from tasks.disent import BACKBONES, DisEntTask, divides_at_load
+from tasks.disent import DisEntTask, input_convention
 from tasks.imagenet import ImageNetTask
 from utils.distributed import memory_format_for
 
@@ -84,16 +84,24 @@ class SyntheticActionTask(SyntheticData, ActionTask):
 
 class SyntheticDisEntTask(SyntheticData, DisEntTask):
     """A DisEnt dataset's MLP or ResNet-18 on synthetic images; ``train_size`` random training targets size the
-    per-sample loss EMAs of LfF and DisEnt as the real training set does. The MLPs take their inputs as divided at
-    load time, as with the real task."""
+    per-sample loss EMAs of LfF and DisEnt as the real training set does. The MLPs take their inputs divided by 255
+    beforehand, as from the real task (the random images are divided once here)."""
 
     def __init__(self, config: Munch, device: torch.device, train_size: int, **data: Any):
         super().__init__(config, device, **data)
-        self.backbone = config.get("backbone") or BACKBONES[config.dataset]
-        self.divided_at_load = divides_at_load(config.dataset, self.backbone)
+        self.backbone, self.divided_at_load = input_convention(config)
+        if self.divided_at_load:
+            self.train_loader = divided_by_255(self.train_loader)
+            self.eval_loaders = {name: divided_by_255(batches) for name, batches in self.eval_loaders.items()}
         self.num_biases = self.num_classes
         generator = torch.Generator().manual_seed(1)
         self.train_targets = torch.randint(0, self.num_classes, (train_size,), generator=generator).to(device)
+
+
+def divided_by_255(batches: list[Batch]) -> list[Batch]:
+    """A synthetic loader (references to one batch) with that batch's images divided by 255 once."""
+    divided = batches[0]._replace(x=batches[0].x / 255)
+    return [divided] * len(batches)
 
 
 def time_steps(method: Method, batches: Iterable[Batch], phase: Phase, steps: int, warmup: int,

@@ -28,7 +28,8 @@ class GeneralizedCELoss(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor, cross_entropy: Tensor | None = None) -> Tensor:
         """``cross_entropy``: the per-sample ``F.cross_entropy(logits, targets, reduction='none')`` when the
-        caller has it already (with its graph), to save computing it twice."""
+        caller has it already, to save computing it twice; it must keep its graph (a detached one would cut the
+        loss' gradient)."""
         probabilities = F.softmax(logits, dim=1)
         if self.check_finite and not torch.isfinite(probabilities).all():
             raise FloatingPointError("GCE: softmax of the logits is not finite")

@@ -52,7 +52,7 @@ class PerSampleLossEMA:
     @torch.no_grad()
     def class_max(self) -> Tensor:
         """``(num_classes,)`` maximum EMA value over all training samples of each class (0 if none is positive)."""
-        return self.table.amax(dim=1)
+        return self.table.amax(dim=1).clamp_min_(0)  # the largest class' row has no zero padding
 
     @torch.no_grad()
     def normalised(self, indices: Tensor) -> Tensor:
@@ -71,8 +71,9 @@ class PerSampleLossEMA:
         if state["labels"].shape != self.labels.shape or not torch.equal(state["labels"].to(self.labels),
                                                                           self.labels):
             raise ValueError("PerSampleLossEMA state was saved for a different training set (labels differ)")
+        if state["num_classes"] != self.num_classes:
+            raise ValueError(f"PerSampleLossEMA state has {state['num_classes']} classes, this EMA {self.num_classes}")
         self.alpha = state["alpha"]
-        self.num_classes = state["num_classes"]
         self.table.zero_()
         self.table.view(-1)[self.slots] = state["values"].to(self.table)
         self.updated = state["updated"].to(self.updated)

@@ -26,7 +26,8 @@ class TensorLoader:
     The order of epoch ``e`` is a permutation drawn from a generator seeded by ``(seed, e)`` (set with
     :meth:`set_epoch`), so a resumed run sees exactly the batches an uninterrupted one would. ``transform`` maps the
     stored uint8 images to network inputs on the fly (for Biased MNIST: scaling to [-1, 1]). Batches are gathered
-    with ``index_select`` (one row copy per sample: on a CPU half the time of advanced indexing).
+    with ``index_select`` (one row copy per sample; 0.27 against 0.51 ms for advanced indexing, 256 Colored MNIST
+    images drawn from the whole training set, on this project's CPU).
 
     Under torchrun, process r of W takes every W-th sample of the order starting at r; a shuffled (training)
     loader first drops the last ``N mod W`` samples of the order so that every process runs the same number of

@@ -63,7 +63,7 @@ class StepBasedMethod(Method):
 
     @property
     def lr_decay_start(self) -> int:
-        """The step from which the schedulers step: ``curr_step`` (DisEnt's schedule) unless the config sets
+        """The step from which the scheduler steps: ``curr_step`` (DisEnt's schedule) unless the config sets
         ``lr_decay_start`` (main_matrix.py: 0, the benchmark's schedule)."""
         start = self.config.get("lr_decay_start")
         return self.config.curr_step if start is None else start
@@ -93,16 +93,21 @@ def merged_optimizer_state(state: dict[str, Any], names: list[str]) -> dict[str,
     ``schedulers`` by network name, before the Adams were merged), for one Adam over the networks ``names`` in
     that order: the per-parameter states are renumbered one network after the other."""
     per_network = [state["optimizers"][name] for name in names]
+    settings = [{key: value for key, value in s["param_groups"][0].items() if key != "params"} for s in per_network]
+    schedulers = [state["schedulers"][name] for name in names]
+    if any(len(s["param_groups"]) != 1 for s in per_network) or any(x != settings[0] for x in settings) \
+            or any(x != schedulers[0] for x in schedulers):
+        raise ValueError("checkpoint with one Adam per network: the networks' optimiser settings or schedules differ, "
+                         "so they cannot be merged into one Adam")
     parameter_states, offset = {}, 0
     for optimizer_state in per_network:
-        (group,) = optimizer_state["param_groups"]
+        group = optimizer_state["param_groups"][0]
         for index in group["params"]:
             if index in optimizer_state["state"]:
                 parameter_states[offset + index] = optimizer_state["state"][index]
         offset += len(group["params"])
     group = {**per_network[0]["param_groups"][0], "params": list(range(offset))}
-    return {"optimizer": {"state": parameter_states, "param_groups": [group]},
-            "scheduler": state["schedulers"][names[0]]}
+    return {"optimizer": {"state": parameter_states, "param_groups": [group]}, "scheduler": schedulers[0]}
 
 
 class VanillaDisEnt(StepBasedMethod):

@@ -36,9 +36,11 @@ MLP_BACKBONES = ("mlp", "mlp_lff")
 """Backbones whose networks divide their inputs by 255 (``divide_by_255``)."""
 
 
-def divides_at_load(dataset: str, backbone: str) -> bool:
-    """Whether the task stores ``dataset`` divided by 255 for ``backbone`` (Colored MNIST's MLPs)."""
-    return dataset == "cmnist" and backbone in MLP_BACKBONES
+def input_convention(config: Munch, divide_at_load: bool = True) -> tuple[str, bool]:
+    """The backbone of ``config`` and whether the task stores its data divided by 255 for it (Colored MNIST's MLPs,
+    unless ``divide_at_load`` is False)."""
+    backbone = config.get("backbone") or BACKBONES[config.dataset]
+    return backbone, divide_at_load and config.dataset == "cmnist" and backbone in MLP_BACKBONES
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
@@ -91,8 +93,7 @@ class DisEntTask(Task):
         the [0, 1] images for networks with other input conventions (the comparison matrix's)."""
         self.config = config
         dataset = config.dataset
-        self.backbone = config.get("backbone") or BACKBONES[dataset]
-        self.divided_at_load = divide_at_load and divides_at_load(dataset, self.backbone)
+        self.backbone, self.divided_at_load = input_convention(config, divide_at_load)
         self.name = f"disent_{dataset}"
         self.num_classes = self.num_biases = NUM_CLASSES[dataset]
         self.criterion_extras = {}

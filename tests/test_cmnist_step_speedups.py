@@ -17,7 +17,7 @@ from criterions.loss_ema import PerSampleLossEMA
 from datasets.disent_data import load_split_tensor
 from datasets.make_disent_data import cmnist
 from methods import METHODS
-from methods.disent import merged_optimizer_state
+from methods.disent import LfF, merged_optimizer_state
 from models.disent_models import DISENT_MODELS
 from tasks.disent import DisEntTask, to_unit_range
 from train_disent import DEFAULTS
@@ -141,30 +141,57 @@ def test_one_adam_over_all_networks_equals_one_adam_per_network_and_converts_old
         assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
+class LfFOneAdamPerNetwork(LfF):
+    """LfF with the optimiser layout written before the merge: one Adam and one StepLR per network, checkpointed as
+    ``optimizers`` / ``schedulers`` by network name."""
+
+    def __init__(self, config: Munch, task: DisEntTask, device: torch.device):
+        super().__init__(config, task, device)
+        self.optimizers = {name: torch.optim.Adam(net.parameters(), lr=config.lr, fused=True)
+                           for name, net in self.networks.items()}
+        self.schedulers = {name: torch.optim.lr_scheduler.StepLR(opt, config.lr_decay_step, config.lr_gamma)
+                           for name, opt in self.optimizers.items()}
+
+    def _apply(self, loss: torch.Tensor) -> None:
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        self.step += 1
+
+    def state_dict(self) -> dict:
+        state = {key: value for key, value in super().state_dict().items() if key not in ("optimizer", "scheduler")}
+        return {**state, "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+                "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()}}
+
+
 def test_method_resumes_from_a_checkpoint_with_one_adam_per_network(data_dir):
-    config = task_config(data_dir, train_lff=True, seed=0)
+    config = task_config(data_dir, train_lff=True, seed=0, use_lr_decay=True, curr_step=0, lr_decay_step=2,
+                         lr_gamma=0.5)
     task = DisEntTask(config, torch.device("cpu"))
-    phase_batches = list(zip(range(5), task.train_loader))
-    method = METHODS["lff"](config, task, torch.device("cpu"))
-    for _, batch in phase_batches[:3]:
-        method.training_step(batch, method.phases()[0])
-    state = method.state_dict()
-    sizes = [len(list(method.networks[name].parameters())) for name in ("f", "bias")]
-    merged = state["optimizer"]
-    old = {}
-    for name, first, size in zip(("f", "bias"), (0, sizes[0]), sizes):
-        group = {**merged["param_groups"][0], "params": list(range(size))}
-        old[name] = {"state": {i: merged["state"][first + i] for i in range(size)}, "param_groups": [group]}
-    old_state = {key: value for key, value in state.items() if key not in ("optimizer", "scheduler")}
-    old_state.update(optimizers=old, schedulers={"f": state["scheduler"], "bias": state["scheduler"]})
+    batches = [batch for _, batch in zip(range(7), task.train_loader)]
+    torch.manual_seed(0)
+    old = LfFOneAdamPerNetwork(config, task, torch.device("cpu"))
+    for batch in batches[:4]:
+        old.training_step(batch, old.phases()[0])
+    checkpoint = copy.deepcopy(old.state_dict())  # as read back from a file
     resumed = METHODS["lff"](config, task, torch.device("cpu"))
-    resumed.load_state_dict(copy.deepcopy(old_state))
-    for _, batch in phase_batches[3:]:
-        method.training_step(batch, method.phases()[0])
+    resumed.load_state_dict(checkpoint)
+    assert resumed.learning_rates() == {"lr_f": 0.01 * 0.5 ** 2, "lr_bias": 0.01 * 0.5 ** 2}
+    for batch in batches[4:]:
+        old.training_step(batch, old.phases()[0])
         resumed.training_step(batch, resumed.phases()[0])
     for name in ("f", "bias"):
-        for p, q in zip(method.networks[name].parameters(), resumed.networks[name].parameters()):
+        for p, q in zip(old.networks[name].parameters(), resumed.networks[name].parameters()):
             assert torch.equal(p, q)
+    assert resumed.learning_rates()["lr_f"] == old.schedulers["f"].get_last_lr()[0]
+    mismatched = copy.deepcopy(checkpoint)
+    mismatched["optimizers"]["bias"]["param_groups"][0]["lr"] = 0.5
+    with pytest.raises(ValueError, match="cannot be merged"):
+        METHODS["lff"](config, task, torch.device("cpu")).load_state_dict(mismatched)
 
 
 def test_gce_with_the_steps_cross_entropy_equals_gce_alone():
@@ -188,5 +215,6 @@ def test_floor_bench_times_every_part_of_a_run(data_dir, capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if "of a step" in line]
     assert [row.split("  ")[0] for row in rows] == ["Vanilla (DisEnt)", "LfF (DisEnt)", "DisEnt"]
     for row in rows:
-        assert float(row.split("GEMMs")[0].split()[-1]) > 1.0  # the run's time over its GEMM floor
+        ratio, small_batch_share = row.split("GEMMs")[0].split()[-2:]
+        assert float(ratio) > 1.0 and float(small_batch_share) > 0.0  # run / floor, b4 / floor
         assert all(part in row for part in ("GEMMs", "data", "Adam", "other step work", "evaluation"))

@@ -13,10 +13,12 @@ import torch
 
 import main_matrix
 from bench import hsic_kernel_scale
-from datasets.disent_data import DataMismatchError
+from datasets.disent_data import DataMismatchError, load_split_tensor
 from datasets.make_disent_data import cmnist
 from models.matrix_models import MATRIX_MODELS, ColourHistogramNet, ConvClassifier
 from models.mnist_models import SimpleConvNet
+from tasks.disent import to_unit_range
+from tasks.matrix import MatrixTask
 from tests.test_sweep_scripts import FAKE_PYTHON, flag
 from utils import matrix_report
 from utils.config import ConfigError
@@ -36,6 +38,18 @@ def cmnist_dirs(tmp_path_factory, fake_mnist_root) -> dict[str, Path]:
     disent = Path(cmnist(str(fake_mnist_root), str(root / "lff_lff"), percents="1", n_valid=200, palette="lff",
                          render="lff")).parent
     return {"cmnist_lff_1pct": lff, "cmnist_disent_1pct": disent}
+
+
+@pytest.mark.parametrize("column", ["cmnist_lff_1pct", "cmnist_disent_1pct"])
+def test_colored_mnist_columns_feed_unit_range_images(cmnist_dirs, column):
+    """The matrix's networks take [0, 1] images (its MLPs divide by 255 themselves, its colour histogram expects the
+    unit range), not the MLP inputs DisEntTask stores for its own runs."""
+    config, _ = main_matrix.resolve({"benchmark": column, "method": "lff", "data_dir": str(cmnist_dirs[column]),
+                                     "device": "cpu"})
+    task = MatrixTask(config, torch.device("cpu"))
+    raw, _, _ = load_split_tensor(cmnist_dirs[column], "cmnist", "train", "1pct")
+    assert not task.inner.divided_at_load
+    assert torch.equal(task.train_loader.images, to_unit_range(raw))
 
 
 @pytest.mark.slow
