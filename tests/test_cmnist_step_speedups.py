@@ -52,7 +52,7 @@ def test_mlp_inputs_divided_at_load_give_the_originals_outputs_bit_for_bit(data_
     batch = next(iter(task.train_loader))
     assert torch.equal(task.train_loader.images[index], to_unit_range(raw[index]) / 255)
     assert torch.equal(network(task.train_loader.images[index]), original(to_unit_range(raw[index])))
-    assert batch.x.shape == (64, 3, 28, 28) and float(batch.x.max()) <= 1 / 255
+    assert batch.x.shape == (64, 3, 28, 28) and batch.x.max() <= torch.tensor(1.0) / 255  # float32's 1/255
 
 
 def test_other_backbones_and_the_matrix_keep_the_unit_range(data_dir):
