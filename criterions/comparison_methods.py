@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from criterions.precision import full_precision
+
 
 class GradMulConst(torch.autograd.Function):
     """Identity in the forward pass; multiplies the incoming gradient by ``const`` in the backward pass."""
@@ -73,6 +75,7 @@ class RUBi(nn.Module):
         self.question_loss_weight = float(question_loss_weight)
         self.fc = nn.Linear(self.feat_dim, self.num_classes)
 
+    @full_precision
     def forward(self, f_feat: Tensor, g_feat: Tensor, labels: Tensor, f_pred: Tensor, **_: object) -> Tensor:
         batch_size = labels.shape[0]
         _check_features("g_feat", g_feat, self.feat_dim, batch_size)
@@ -106,6 +109,7 @@ class LearnedMixin(nn.Module):
         self.entropy_penalty = float(entropy_penalty)
         self.fc = nn.Linear(self.feat_dim, 1)
 
+    @full_precision
     def forward(self, f_feat: Tensor, g_feat: Tensor, labels: Tensor, f_pred: Tensor, g_pred: Tensor,
                 **_: object) -> Tensor:
         batch_size = labels.shape[0]

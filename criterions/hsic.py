@@ -13,12 +13,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from criterions.precision import full_precision
+
 SIGMA_FLOOR = 1e-6
 
 
+@full_precision
 def squared_distances(x: Tensor) -> Tensor:
-    """Pairwise squared Euclidean distances of the rows of ``x`` flattened to (N, D), clamped at 0."""
-    x = x.reshape(x.shape[0], -1).float()
+    """Pairwise squared Euclidean distances of the rows of ``x`` flattened to (N, D), clamped at 0 (in float32)."""
+    x = x.reshape(x.shape[0], -1)
     sq_norms = (x * x).sum(dim=1)
     distances = sq_norms[:, None] + sq_norms[None, :] - 2.0 * (x @ x.T)
     return distances.clamp_min(0.0)
@@ -77,6 +80,7 @@ class RbfHSIC(nn.Module):
         self.sigma_y = float(sigma_x if sigma_y is None else sigma_y)
         self.algorithm = algorithm
 
+    @full_precision
     def forward(self, input1: Tensor, input2: Tensor, **_: object) -> Tensor:
         estimator = HSIC_ESTIMATORS[self.algorithm]
         return self.sign * estimator(rbf_kernel(input1, self.sigma_x), rbf_kernel(input2, self.sigma_y))

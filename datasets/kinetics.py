@@ -36,8 +36,9 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -46,7 +47,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from datasets.mnist_io import DataNotFoundError
+from utils.config import ConfigError
 from utils.seed import derived_seed
+
+if TYPE_CHECKING:
+    import av
 
 ACTION_CLASSES: tuple[str, ...] = (
     "canoeing_or_kayaking", "climbing_a_rope", "driving_car", "golf_driving", "opening_bottle", "playing_piano",
@@ -206,6 +211,16 @@ def clip_frame_indices(video_frames: int, video_fps: float, num_frames: int = 8,
 
 
 # ---------------------------------------------------------------------------------------------- decoding
+def _pyav() -> ModuleType:
+    """PyAV, imported when a video is first decoded: every other task (and frame folders) runs without it."""
+    try:
+        import av
+    except ImportError as error:
+        raise ConfigError("decoding videos needs PyAV (pip install av, as in requirements.txt); pre-extracted "
+                          "frames need none (--frame_folders True)") from error
+    return av
+
+
 def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
     if not container.streams.video:
         raise VideoDecodeError("no video stream")
@@ -220,7 +235,7 @@ def _frame_count(container: av.container.InputContainer, stream: av.video.stream
     if stream.duration is not None and stream.time_base is not None:
         return max(int(round(float(stream.duration * stream.time_base) * fps)), 0)
     if container.duration is not None:
-        return max(int(round(container.duration / av.time_base * fps)), 0)
+        return max(int(round(container.duration / _pyav().time_base * fps)), 0)
     return sum(1 for _ in container.decode(stream))
 
 
@@ -235,6 +250,7 @@ def read_video_info(path: str | os.PathLike, frames_fps: float | None = None) ->
         if not path.is_dir():
             raise VideoDecodeError(f"frame folder '{path}' does not exist")
         return len(_frame_files(path)), frames_fps
+    av = _pyav()
     try:
         with av.open(str(path)) as container:
             stream = _video_stream(container)
@@ -257,6 +273,7 @@ def read_frames(path: str | os.PathLike, indices: list[int], frames_fps: float |
         except OSError as error:
             raise VideoDecodeError(f"'{path}': {error}") from error
         return torch.from_numpy(np.stack([images[i] for i in indices]))
+    av = _pyav()
     wanted, last_wanted = set(indices), max(indices)
     decoded: dict[int, np.ndarray] = {}
     last_frame, last_index = None, -1

@@ -85,6 +85,37 @@ def test_short_run_bf16_channels_last(tmp_path, request, script):
     check_entry_script(script, MODES["bf16_channels_last"], tmp_path, request)
 
 
+class StopAfterFirstEpoch(Exception):
+    """Stands for a crash right after the first epoch's checkpoint was written."""
+
+
+def test_resume_on_cuda_continues_to_the_uninterrupted_run(tmp_path, fake_mnist_root, monkeypatch):
+    """A checkpoint written on the GPU resumes on the GPU (its RNG states are loaded to the CPU first, where
+    ``torch.set_rng_state`` needs them) and the resumed run ends where an uninterrupted one does."""
+    from trainer import Trainer
+
+    flags = dict(BIASED_MNIST, root=str(fake_mnist_root), deterministic=True, run_name="run")
+    save = Trainer._save_checkpoint
+
+    def crash_after_first_epoch(self, path):
+        save(self, path)
+        if self.state.epoch == 1:
+            raise StopAfterFirstEpoch
+
+    try:
+        main_biased_mnist.main(save_dir=str(tmp_path / "straight"), **flags)
+        monkeypatch.setattr(Trainer, "_save_checkpoint", crash_after_first_epoch)
+        with pytest.raises(StopAfterFirstEpoch):
+            main_biased_mnist.main(save_dir=str(tmp_path / "resumed"), **flags)
+        monkeypatch.setattr(Trainer, "_save_checkpoint", save)
+        main_biased_mnist.main(save_dir=str(tmp_path / "resumed"), resume=True, **flags)
+    finally:
+        torch.use_deterministic_algorithms(False)  # --deterministic set it for this whole process
+    straight, resumed = (load(tmp_path / name / "run" / "results.json") for name in ("straight", "resumed"))
+    assert resumed["global_step"] == straight["global_step"]
+    assert resumed["metrics"] == straight["metrics"]
+
+
 # ---------------------------------------------------------------------------------------------- seed stacking
 def assert_bf16_close(stacked: dict[str, Any], separate: dict[str, Any]) -> None:
     """A stacked seed's run against the separate run, within bf16 rounding (bf16 keeps 8 bits of mantissa, and the

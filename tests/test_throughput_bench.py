@@ -13,8 +13,9 @@ CHANNELS = (3, 16, 32, 64, 128)
 
 @pytest.mark.parametrize("name, peak", [
     ("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 NVL", 835.0),
-    ("NVIDIA H200", 989.4), ("NVIDIA GH200 480GB", 989.4), ("NVIDIA A100-SXM4-80GB", 312.0),
-    ("NVIDIA A100 80GB PCIe", 312.0), ("NVIDIA A10", 125.0), ("NVIDIA L4", 121.0), ("NVIDIA L40S", 362.1),
+    ("NVIDIA H200", 790.0), ("NVIDIA H200 NVL", 835.0), ("NVIDIA GH200 480GB", 989.4),
+    ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA A100 80GB PCIe", 312.0), ("NVIDIA A10", 125.0),
+    ("NVIDIA L4", 121.0), ("NVIDIA L40S", 362.1),
     ("Tesla T4", None), ("Tesla V100-SXM2-16GB", None), ("cpu (x86_64)", None)])
 def test_dense_bf16_peaks_by_device_name(name, peak):
     assert bench.peak_tflops_for(name) == peak

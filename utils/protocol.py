@@ -69,6 +69,11 @@ def paper_protocol(task: str, config: Mapping[str, Any]) -> PaperProtocol | None
     return PAPER_PROTOCOLS.get(task)
 
 
+def precision_of(amp: Any) -> str:
+    """The precision a run trained its networks in, from ``--amp``: ``bf16`` (autocast) or ``fp32`` (the papers')."""
+    return "bf16" if amp == "bf16" else "fp32"
+
+
 def is_unlimited(limit: Any) -> bool:
     """Whether a ``--limit_*_batches`` value keeps every batch (None, or the fraction 1.0)."""
     return limit is None or (isinstance(limit, float) and limit == 1.0)
@@ -78,9 +83,9 @@ def run_protocol(task: str, config: Mapping[str, Any], epochs: int | None, steps
                  data_variant: Any = None) -> dict[str, Any]:
     """The ``protocol`` entry of a run's results.json: ``name``, ``trained`` (epochs of the last phase or steps,
     in ``unit``), ``paper`` (the protocol's length), the limit flags, ``batch_size`` (summed over processes) and
-    ``paper_batch_size``, ``data_variant`` (when the task has one) and ``paper_length``. ``epochs``/``steps`` None
-    = unknown (not paper-length). Flags absent from ``config`` count as their defaults (no limit, the paper's
-    batch size)."""
+    ``paper_batch_size``, ``precision`` (:func:`precision_of`), ``data_variant`` (when the task has one) and
+    ``paper_length``. ``epochs``/``steps`` None = unknown (not paper-length). Flags absent from ``config`` count as
+    their defaults (no limit, the paper's batch size, fp32)."""
     protocol = paper_protocol(task, config)
     limit_train, limit_eval = config.get("limit_train_batches"), config.get("limit_eval_batches")
     batch_size = config.get("batch_size")
@@ -94,6 +99,7 @@ def run_protocol(task: str, config: Mapping[str, Any], epochs: int | None, steps
         "limit_eval_batches": limit_eval,
         "batch_size": batch_size,
         "paper_batch_size": protocol.batch_size if protocol else None,
+        "precision": precision_of(config.get("amp")),
     }
     if data_variant is not None:
         entry["data_variant"] = data_variant
