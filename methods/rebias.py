@@ -36,11 +36,12 @@ from utils.distributed import all_reduce_sum, prepare_network, unwrap, world_siz
 
 
 def rebias_method_name(config: Munch) -> str:
-    """The paper's name of the method a configuration trains ('Vanilla' also yields the 'Biased' g row)."""
+    """The paper's name of the method a configuration trains ('Vanilla' also yields the 'Biased' g row; 'Biased'
+    for main_folder.py's ``--method biased``, whose f has g's architecture)."""
     if config.outer_criterion != "RbfHSIC":
         return config.outer_criterion
     if config.f_lambda_outer == 0 and config.g_lambda_inner == 0:
-        return "Vanilla"
+        return "Biased" if config.get("method") == "biased" else "Vanilla"
     return "ReBias"
 
 

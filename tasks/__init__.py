@@ -5,6 +5,7 @@ from tasks.action import ActionTask
 from tasks.base import Task
 from tasks.biased_mnist import BiasedMNISTTask, SeedStackedBiasedMNISTTask
 from tasks.disent import DisEntTask
+from tasks.folder import FolderTask
 from tasks.imagenet import ImageNetTask
 from tasks.matrix import MatrixTask
 
@@ -13,6 +14,7 @@ TASKS: dict[str, type[Task]] = {
     "biased_mnist": BiasedMNISTTask,
     "biased_mnist_seeds": SeedStackedBiasedMNISTTask,
     "disent": DisEntTask,
+    "folder": FolderTask,
     "imagenet": ImageNetTask,
     "matrix": MatrixTask,
 }
