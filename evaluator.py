@@ -110,9 +110,18 @@ def multi_clip_scores(network: nn.Module, clips: Tensor) -> Tensor:
 
 
 def limited(loader: Collection, limit: int | float | None) -> Iterable:
-    """The loader's batches under ``--limit_eval_batches``: all (None), the first ``limit`` (an int) or that fraction
-    of them (a float in (0, 1]), as :func:`utils.config.resolve_limit` reads it."""
-    return loader if limit is None else islice(loader, resolve_limit(limit, len(loader)))
+    """The loader's batches under ``--limit_eval_batches``: all (None), or ``limit`` batches (an int) or that
+    fraction of them (a float in (0, 1], as :func:`utils.config.resolve_limit` reads it). A limit below the loader's
+    length evaluates a seeded sample of the whole split (the loader's ``sample``: the same samples at every
+    evaluation), not its first batches, which in a class-sorted split hold one class only; a plain sequence of
+    batches (no ``sample``) is cut after that many."""
+    if limit is None:
+        return loader
+    batches = resolve_limit(limit, len(loader))
+    if batches >= len(loader):
+        return loader
+    sample = getattr(loader, "sample", None)
+    return sample(batches) if sample is not None else islice(loader, batches)
 
 
 @torch.no_grad()
@@ -122,9 +131,9 @@ def evaluate(predictors: Mapping[str, nn.Module], loaders: Mapping[str, Collecti
     """Run every predictor in eval mode over every loader; returns ``{loader: {predictor: CellAccuracy}}``.
 
     Loaders yield ``(x, target, bias, ...)``; a bias of shape (N, K) gives K stacked tables. ``limit_batches`` caps
-    each loader's batches (a count or a fraction of its length, see :func:`limited`). Networks are put back into their
-    previous train/eval mode. Under torchrun each process evaluates its shard and the counts are summed over
-    processes.
+    each loader's batches (a count or a fraction of its length, drawn across the split, see :func:`limited`).
+    Networks are put back into their previous train/eval mode. Under torchrun each process evaluates its shard and
+    the counts are summed over processes.
     """
     modes = {name: net.training for name, net in predictors.items()}
     for net in predictors.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +14,20 @@ from munch import Munch
 from criterions import CRITERIA
 from datasets.disent_data import DataMismatchError
 from datasets.image_io import UnreadableImageError
-from datasets.mnist_io import DataNotFoundError
+from datasets.mnist_io import CorruptDataError, DataNotFoundError
 from methods import METHODS
 from methods.rebias import rebias_method_name
 from optims import OPTIMIZERS, SCHEDULERS
 from tasks import TASKS
-from trainer import CHECKPOINT_NAME, NonFiniteLossError, Trainer, TrainingInterrupted, autocast_factory
-from utils.io import CheckpointError
-from utils.config import ConfigError, require
+from trainer import CHECKPOINT_NAME, NonFiniteLossError, ResumePoint, Trainer, TrainingInterrupted, autocast_factory
+from utils.io import CheckpointError, json_plain, load_checkpoint
+from utils.config import ConfigError, is_batch_limit, require
 from utils.distributed import init_distributed, is_main_process, shutdown
+from utils.run_lock import run_dirs_locked
 from utils.seed import seed_everything
 
-USER_ERRORS = (DataNotFoundError, DataMismatchError, UnreadableImageError, CheckpointError, TrainingInterrupted,
-               NonFiniteLossError)
+USER_ERRORS = (DataNotFoundError, CorruptDataError, DataMismatchError, UnreadableImageError, CheckpointError,
+               TrainingInterrupted, NonFiniteLossError)
 """Errors caused by inputs or by the user (not bugs): the entry scripts print them as one line."""
 
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -55,10 +57,11 @@ RUN_CONTROL_FLAGS = frozenset({
     "save_dir", "run_name", "resume", "overwrite", "tensorboard", "wandb", "wandb_project", "progress",
     "checkpoint_every_steps", "device", "deterministic", "channels_last", "compile", "num_workers", "log_step",
     "root", "train_root", "val_root", "imageneta_root", "cluster_csv", "train_annotation_file", "eval_root",
-    "eval_annotation_file", "frame_folders",
+    "eval_annotation_file", "frame_folders", "data_dir", "exp", "log_dir", "save_freq", "log_freq", "seed_run_names",
 })
 """Flags that do not change what a run trains or measures: where it runs and how it logs, checkpoints and resumes,
-and where the data are read from. Default run names leave them out."""
+and where the data are read from. Default run names leave them out, and a resumed run may change them (every
+other flag must be the checkpoint's)."""
 
 MAX_RUN_NAME = 200
 """Default run names longer than this replace their flag suffix by a hash of it (file names are limited)."""
@@ -100,6 +103,45 @@ def _continues_own_checkpoint(config: Munch) -> bool:
     return config.resume is True or config.resume == "auto" or Path(config.resume).resolve() == own.resolve()
 
 
+def refuse_other_flags(path: Path, saved: Mapping[str, Any], config: Mapping[str, Any],
+                       defaults: Mapping[str, Any]) -> None:
+    """Refuse to continue the checkpoint ``path``, whose configuration is ``saved``, unless it was trained with the
+    flags of ``config`` (all but :data:`RUN_CONTROL_FLAGS`; a flag missing from either side counts as its value in
+    ``defaults``: a flag newer than the checkpoint). One line lists every difference."""
+    absent = object()
+    saved, current, defaults = json_plain(dict(saved)), json_plain(dict(config)), json_plain(dict(defaults))
+
+    def value(source: dict[str, Any], flag: str) -> Any:
+        return source[flag] if flag in source else defaults.get(flag, absent)
+
+    def shown(value: Any) -> str:
+        return "unset" if value is absent else repr(value)
+
+    differences = [f"--{flag} {shown(value(saved, flag))} (checkpoint) vs {shown(value(current, flag))} (this run)"
+                   for flag in dict.fromkeys([*saved, *current])
+                   if flag not in RUN_CONTROL_FLAGS and value(saved, flag) != value(current, flag)]
+    if differences:
+        raise CheckpointError(f"checkpoint '{path}' was trained with other flags: {', '.join(differences)}; resume "
+                              "with the checkpoint's flags, or start a new run (another --run_name) without --resume")
+
+
+def resume_point(config: Munch, defaults: Mapping[str, Any], expect: Mapping[str, Any]) -> ResumePoint | None:
+    """The checkpoint ``--resume`` continues from (``RUN_DIR/last.pth`` for ``--resume`` / ``auto``, else the path
+    given), loaded on the CPU and checked: its ``meta`` has the ``expect``-ed task and method and its flags are
+    this run's (:func:`refuse_other_flags`). None for a fresh start: no ``--resume``, or ``auto`` without one."""
+    if not config.resume:
+        return None
+    own = Path(config.save_dir) / config.run_name / CHECKPOINT_NAME
+    if config.resume == "auto" and not own.exists():
+        return None
+    path = own if config.resume is True or config.resume == "auto" else Path(config.resume)
+    checkpoint = load_checkpoint(path, expect=expect)
+    if not isinstance(checkpoint.get("config"), dict):
+        raise CheckpointError(f"checkpoint '{path}' holds no configuration: its flags cannot be checked")
+    refuse_other_flags(path, checkpoint["config"], config, defaults)
+    return ResumePoint(path, checkpoint)
+
+
 def refuse_finished_runs(config: Munch, results_paths: Iterable[Path]) -> None:
     """Refuse to replace a finished run's ``results.json`` unless ``--overwrite`` is given or the run continues from
     its own checkpoint (``--resume``)."""
@@ -128,8 +170,8 @@ def validate_common(config: Munch) -> None:
     require(isinstance(config.seed, int) and config.seed >= 0, "--seed must be a non-negative integer")
     for name in ("limit_train_batches", "limit_eval_batches"):
         value = config[name]
-        require(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0),
-                f"--{name} must be a positive number of batches (or a fraction in (0, 1]), got {value!r}")
+        require(is_batch_limit(value),
+                f"--{name} must be a number of batches >= 1 or a fraction in (0, 1], got {value!r}")
     require(isinstance(config.val_epoch_step, int) and config.val_epoch_step >= 1,
             "--val_epoch_step must be a positive integer")
     every = config.checkpoint_every_steps
@@ -194,28 +236,36 @@ def validate_rebias(config: Munch) -> None:
     require(config.hsic_alg != "unbiased" or config.batch_size >= 4, "--batch_size must be >= 4 for unbiased HSIC")
     for flag in ("n_epochs", "n_f_pretrain_epochs", "n_g_pretrain_epochs", "n_g_update"):
         require(config[flag] >= 0, f"--{flag} must be >= 0, got {config[flag]}")
+    require(config.n_epochs + config.n_f_pretrain_epochs + config.n_g_pretrain_epochs >= 1,
+            "--n_epochs 0 without pre-training epochs trains nothing: give at least one epoch")
     require(0 < config.sigma_update_sampling_rate <= 1, "--sigma_update_sampling_rate must lie in (0, 1]")
     require(config.lr > 0, f"--lr must be positive, got {config.lr}")
 
 
-def run_experiment(task_name: str, method_name: str, config: Munch,
-                   trainer_class: type[Trainer] = Trainer) -> dict[str, Any] | None:
-    """Seed, build the task and the method, train, and return the results (also written to ``results.json``).
+def run_experiment(task_name: str, method_name: str, config: Munch, trainer_class: type[Trainer] = Trainer, *,
+                   defaults: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Seed, build the task and the method, train, and return the results (also written to ``results.json``);
+    ``defaults`` are the entry script's flag defaults (a flag newer than a resumed checkpoint counts as its default).
 
-    Under torchrun only the main process returns the results; the others return None."""
-    refuse_finished_runs(config, trainer_class.results_paths(config))
+    The run holds the locks of its directories (utils/run_lock.py) throughout, and every check passes before it
+    writes anything: no other process runs there, ``--resume``'s checkpoint is of this task, method and flags, and
+    a finished run is replaced only with ``--overwrite``. A refused run leaves no file behind. Under torchrun only
+    the main process locks and returns the results; the others return None."""
     device = init_distributed(resolve_device(config.device))
     config.device = str(device)
-    seed_everything(config.seed, config.deterministic)
-    flush = device.type == "cpu" and bool(config.get("flush_denormal", True))
-    torch.set_flush_denormal(flush)
-    task = TASKS[task_name](config, device)
-    autocast = autocast_factory(device, config.amp)
-    method = METHODS[method_name](config, task, device, autocast)
-    run_dir = Path(config.save_dir) / config.run_name
     main_process = is_main_process()
+    flush = device.type == "cpu" and bool(config.get("flush_denormal", True))
     try:
-        results = trainer_class(config, task, method, run_dir, device, autocast).fit()
+        with run_dirs_locked(trainer_class.run_dirs(config)) if main_process else nullcontext():
+            refuse_finished_runs(config, trainer_class.results_paths(config))
+            seed_everything(config.seed, config.deterministic)
+            torch.set_flush_denormal(flush)
+            task = TASKS[task_name](config, device)
+            autocast = autocast_factory(device, config.amp)
+            method = METHODS[method_name](config, task, device, autocast)
+            resume_from = resume_point(config, defaults, expect={"task": task.name, "method": method.name})
+            run_dir = Path(config.save_dir) / config.run_name
+            results = trainer_class(config, task, method, run_dir, device, autocast).fit(resume_from)
     finally:
         shutdown()
         if flush:

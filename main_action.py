@@ -137,7 +137,7 @@ def main(**flags: Any) -> None:
     method = rebias_method_name(config)
     name = rebias_run_name(f"action_{method}", config, DEFAULTS)
     config.run_name = config.run_name or f"{name}_seed{config.seed}"
-    results = run_experiment("action", "rebias", config)
+    results = run_experiment("action", "rebias", config, defaults=DEFAULTS)
     if results is None:
         return
     print_rebias_results(results, f"{method} (Kinetics-10 -> Mimetics-10, seed={config.seed})", config)

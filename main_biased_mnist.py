@@ -87,13 +87,13 @@ def main(**flags: Any) -> None:
                            spelled=("train_correlation",))
     if config.seeds is None:
         config.run_name = config.run_name or f"{name}_seed{config.seed}"
-        results = run_experiment("biased_mnist", "rebias", config)
+        results = run_experiment("biased_mnist", "rebias", config, defaults=DEFAULTS)
         runs = [] if results is None else [results]
     else:
         base = config.run_name or name
         config.seed_run_names = [f"{base}_seed{seed}" for seed in config.seeds]
         config.run_name = f"{base}_seeds{'-'.join(map(str, config.seeds))}"
-        results = run_experiment("biased_mnist_seeds", "rebias_seeds", config, SeedStackedTrainer)
+        results = run_experiment("biased_mnist_seeds", "rebias_seeds", config, SeedStackedTrainer, defaults=DEFAULTS)
         runs = [] if results is None else results["runs"]
     for run in runs:
         run_config = Munch(run["config"])

@@ -88,7 +88,7 @@ def main(**flags: Any) -> None:
     method = rebias_method_name(config)
     name = rebias_run_name(f"imagenet_{method}", config, DEFAULTS)
     config.run_name = config.run_name or f"{name}_seed{config.seed}"
-    results = run_experiment("imagenet", "rebias", config)
+    results = run_experiment("imagenet", "rebias", config, defaults=DEFAULTS)
     if results is None:
         return
     print_rebias_results(results, f"{method} (9-class ImageNet, seed={config.seed})", config)

@@ -56,6 +56,11 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def cell_defaults(benchmark: str, method: str, family: str) -> dict[str, Any]:
+    """The flag defaults of a matrix cell: :data:`DEFAULTS` with the benchmark's and the method's settings."""
+    return {**DEFAULTS, **method_settings(BENCHMARKS[benchmark], method, family)}
+
+
 def resolve(flags: dict[str, Any]) -> tuple[Munch, str]:
     """The run's configuration (defaults < benchmark and method settings < flags) and its METHODS name; a flag the
     method would not read is refused."""
@@ -70,7 +75,7 @@ def resolve(flags: dict[str, Any]) -> tuple[Munch, str]:
     ignored = ignored_flags(method, flags)
     require(not ignored, f"--method {method} does not read " + ", ".join(f"--{flag}" for flag in ignored))
     benchmark = BENCHMARKS[benchmark_name]
-    defaults = {**DEFAULTS, **method_settings(benchmark, method, family)}
+    defaults = cell_defaults(benchmark_name, method, family)
     config = build_config(defaults, flags, untyped=REBIAS_UNTYPED_FLAGS + ("curr_step",))
     name = default_run_name(method, config, defaults, spelled=("benchmark", "method", "family", "seed", "data_dir"))
     config.run_name = config.run_name or f"{name}_seed{config.seed}"
@@ -99,7 +104,8 @@ def resolve(flags: dict[str, Any]) -> tuple[Munch, str]:
 def main(**flags: Any) -> None:
     """Train one matrix cell; see the module docstring for the flags."""
     config, registry_name = resolve(flags)
-    results = run_experiment("matrix", registry_name, config)
+    results = run_experiment("matrix", registry_name, config,
+                             defaults=cell_defaults(config.benchmark, config.method, config.family))
     if results is None:
         return
     split = BENCHMARKS[config.benchmark].unbiased_split

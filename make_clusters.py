@@ -29,6 +29,7 @@ from datasets.loaders import DeviceLoader
 from datasets.mnist_io import DataNotFoundError
 from experiment import resolve_device
 from utils.config import ConfigError, build_config, require, run_cli
+from utils.io import CheckpointError, safe_torch_load
 
 VGG16_WEIGHTS_FILE = "vgg16-397923af.pth"
 CONV3_3_END = 15
@@ -51,7 +52,7 @@ def conv3_3_extractor(weights: str | None = None, random_weights: bool = False) 
                 f"VGG16 ImageNet weights not found at '{path}': download {VGG16_WEIGHTS_FILE} from "
                 "https://download.pytorch.org/models/ on a machine with network access and pass --weights PATH "
                 f"(or copy it to {default_weights_path()})")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = safe_torch_load(path)
         features.load_state_dict({key.removeprefix("features."): value for key, value in state.items()
                                   if key.startswith("features.")})
     return features[:CONV3_3_END].eval()
@@ -123,4 +124,4 @@ def main(**flags: Any) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main, user_errors=(DataNotFoundError, ConfigError))
+    run_cli(main, user_errors=(DataNotFoundError, ConfigError, CheckpointError))

@@ -4,6 +4,7 @@
         --lambda_swap 1 --lambda_dis_align 10 --lambda_swap_align 10 --use_lr_decay --lr_decay_step 10000 \\
         --lr_gamma 0.5 --train_ours --tensorboard --wandb
 
+--dataset folder --data_dir DIR: your own dataset, run by main_folder.py (its flags; docs/own_dataset.md).
 Flags of the original train.py (defaults as there): --dataset cmnist|cifar10c|bffhq  --percent 0.5pct|1pct|2pct|5pct
   --exp debugging  --lr 1e-3  --weight_decay 0  --num_steps 50000  --valid_freq 500  --curr_step 0  --q 0.7
   (any --num_steps: evaluations at every multiple of --valid_freq and after the last step)
@@ -22,6 +23,8 @@ replaced without it; --resume from its own last.pth continues it).
 Colored MNIST data: --palette hues|lff and --render lff|disent_figure say what the data are; generated data whose
 manifest records something else are refused. --backbone (default: the dataset's, mlp / resnet18; mlp_lff = LfF's
 100-100-100 MLP) and --drop_last (default True, as DisEnt's loader).
+--lff_bias_loss gce|ce (--train_lff only; default gce, LfF's): the biased network's loss; ce = plain
+cross-entropy, as the authors' BiasEnsemble LfF loop trains f_B (docs/disent_lff_comparison.md).
 --preset lff_paper: LfF's own Colored MNIST protocol (see PRESETS; flags given override it).
 Outputs: LOG_DIR/DATASET/EXP/{config.json, last.pth, best.pth, results.json}.
 """
@@ -29,8 +32,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from datasets.lff_protocols import DEFAULT_PALETTE, DEFAULT_RENDERER, PALETTES, RENDERERS
+from datasets.lff_protocols import DEFAULT_PALETTE, DEFAULT_RENDERER, PALETTES, RENDERERS, percent_dirname
+from datasets.lff_protocols import PERCENTS as CONFLICTING_PERCENTS
 from experiment import COMMON_DEFAULTS, USER_ERRORS, run_experiment, validate_common
+from main_folder import from_train_disent, main as folder_main
+from methods.disent import LFF_BIAS_LOSSES
 from models.disent_models import DISENT_MODELS
 from tasks.disent import BATCH_SIZES, NUM_CLASSES
 from utils.config import build_config, require, run_cli
@@ -72,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "use_type0": False,
     "use_type1": False,
     "model": "MLP",
+    "lff_bias_loss": "gce",
     "log_freq": 500,
     "save_freq": 1000,
     **COMMON_DEFAULTS,
@@ -85,7 +92,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 ``train_vanilla.py``): MLP 100-100-100, Adam lr 1e-3 without decay, batch 256 without drop_last, 235 x 100 steps,
 evaluation every 235 steps on the unbiased test split, the last model reported, on data made with
 ``python -m datasets.make_disent_data cmnist --preset lff_paper``. Flags given on the command line override it."""
-PERCENTS = ("0.5pct", "1pct", "2pct", "5pct")
+PERCENTS = tuple(map(percent_dirname, CONFLICTING_PERCENTS))
+"""DisEnt's ratio folders, the ones ``python -m datasets.make_disent_data`` writes: 0.5pct, 1pct, 2pct, 5pct."""
 SELECTIONS = ("valid", "test", "final")
 SUMMARY_METRICS = ("test", "test_cell_mean", "test_aligned", "test_conflicting", "valid")
 METHOD_FLAGS = {"train_ours": "disent", "train_vanilla": "vanilla_disent", "train_lff": "lff"}
@@ -123,13 +131,18 @@ def validate_variant(config) -> None:
     require(config.render in RENDERERS, f"--render must be one of {RENDERERS}, got {config.render!r}")
     require(config.backbone is None or config.backbone in DISENT_MODELS,
             f"--backbone must be one of {sorted(DISENT_MODELS)}, got {config.backbone!r}")
+    require(config.lff_bias_loss in LFF_BIAS_LOSSES,
+            f"--lff_bias_loss must be one of {LFF_BIAS_LOSSES}, got {config.lff_bias_loss!r}")
 
 
 def main(**flags: Any) -> None:
     """Train one model; see the module docstring for the flags."""
+    if flags.get("dataset") == "folder":
+        return folder_main(**from_train_disent(flags))
     preset = flags.get("preset")
     require(preset is None or preset in PRESETS, f"--preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    config = build_config({**DEFAULTS, **PRESETS.get(preset, {})}, flags, untyped=("percent",))
+    defaults = {**DEFAULTS, **PRESETS.get(preset, {})}
+    config = build_config(defaults, flags, untyped=("percent",))
     config.select_on = config.select_on or ("test" if config.select_on_test else "valid")
     config.percent = normalise_percent(config.percent)
     if config.batch_size is None and config.dataset in BATCH_SIZES:
@@ -139,7 +152,7 @@ def main(**flags: Any) -> None:
     config.checkpoint_every_steps = config.checkpoint_every_steps or config.save_freq
     config.save_dir = f"{config.log_dir}/{config.dataset}"
     config.run_name = config.run_name or config.exp
-    results = run_experiment("disent", method, config)
+    results = run_experiment("disent", method, config, defaults=defaults)
     if results is None:
         return
     metrics = results["metrics"]

@@ -9,6 +9,7 @@ import signal
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +24,7 @@ from methods.base import Method, Phase
 from tasks.base import Task
 from utils.config import resolve_limit
 from utils.distributed import any_process, is_distributed, is_main_process, memory_format_for, world_size
-from utils.io import atomic_torch_save, atomic_write_json, load_checkpoint
+from utils.io import atomic_torch_save, atomic_write_json, json_plain
 from utils.run_logger import RunLogger
 from utils.seed import for_seed, rng_states, seed_key, set_rng_states
 
@@ -63,8 +64,19 @@ def summarise(task: Task, cells: dict[str, dict[str, CellAccuracy]]) -> dict[str
 
 
 @dataclass
+class ResumePoint:
+    """A checkpoint to continue from, loaded on the CPU and checked to fit the run (experiment.resume_point), and
+    the file it came from."""
+
+    path: Path
+    checkpoint: dict[str, Any]
+
+
+@dataclass
 class TrainerState:
-    """Progress saved in every checkpoint: where training stands and what it has measured so far."""
+    """Progress saved in every checkpoint: where training stands and what it has measured so far. ``wall_seconds``
+    sums the ``segments``, one per process that trained the run (its start, host, seconds and steps), up to the
+    last checkpoint each wrote (older checkpoints have a ``wall_seconds`` without segments)."""
 
     phase_index: int = 0
     epoch: int = 0
@@ -74,6 +86,7 @@ class TrainerState:
     data_seconds: float = 0.0
     train_images: int = 0
     wall_seconds: float = 0.0
+    segments: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None
     epoch_loss_sums: dict[str, float] = field(default_factory=dict)
@@ -94,6 +107,8 @@ class Trainer:
         self.logger: RunLogger | None = None
         self._epoch_train_means: dict[str, float] = {}
         self._stop_signal: int | None = None
+        self._session_start = 0.0
+        self._wall_seconds_before = 0.0
 
     # ------------------------------------------------------------------------------------------- public
     @staticmethod
@@ -101,25 +116,32 @@ class Trainer:
         """The ``results.json`` files a run with ``config`` writes."""
         return [Path(config.save_dir) / config.run_name / "results.json"]
 
-    def fit(self) -> dict[str, Any]:
-        """Run every phase of the method (resuming if asked), then write and return ``results.json``'s content."""
+    @classmethod
+    def run_dirs(cls, config: Munch) -> list[Path]:
+        """Every directory a run with ``config`` writes into (its checkpoints' and its results')."""
+        return list(dict.fromkeys([Path(config.save_dir) / config.run_name,
+                                   *(path.parent for path in cls.results_paths(config))]))
+
+    def fit(self, resume_from: ResumePoint | None = None) -> dict[str, Any]:
+        """Run every phase of the method (continuing from ``resume_from``, a checkpoint checked to fit this run,
+        if given), then write and return ``results.json``'s content."""
         main_process = is_main_process()
         if main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(dict(self.config), self.run_dir / "config.json")
-        if self.config.resume:
-            self._restore(self._resume_path())
+            atomic_write_json(json_plain(dict(self.config)), self.run_dir / "config.json")
+        if resume_from is not None:
+            self._restore(resume_from.checkpoint)
         self.logger = RunLogger(self.run_dir, self.config.run_name, self.config,
                                 self.config.tensorboard and main_process, self.config.wandb and main_process,
                                 self.config.wandb_project, quiet=not main_process)
-        session_start = time.perf_counter()
+        self._start_segment()
         previous_handlers = self._install_signal_handlers()
         try:
             self._run_phases()
             final = self._final_evaluation()
         finally:
             self._restore_signal_handlers(previous_handlers)
-            self.state.wall_seconds += time.perf_counter() - session_start
+            self._account_wall_clock()
             self.logger.close()
         results = self._results(final)
         if main_process:
@@ -320,6 +342,7 @@ class Trainer:
             "predictor_metrics": summary,
             **method_fields,
             "wall_seconds": state.wall_seconds,
+            "segments": state.segments,
             "train_images_per_second": (world_size() * state.train_images / state.train_seconds
                                         if state.train_seconds else None),
             "world_size": world_size(),
@@ -340,21 +363,33 @@ class Trainer:
     def _save_checkpoint(self, path: Path) -> None:
         if not is_main_process():
             return
+        self._account_wall_clock()
         atomic_torch_save({"meta": self._meta(), "trainer": asdict(self.state), "method": self.method.state_dict(),
-                           "rng": rng_states(), "config": dict(self.config)}, path)
+                           "rng": rng_states(), "config": json_plain(dict(self.config))}, path)
 
-    def _resume_path(self) -> Path:
-        resume = self.config.resume
-        return self.run_dir / CHECKPOINT_NAME if resume is True or resume == "auto" else Path(resume)
-
-    def _restore(self, path: Path) -> None:
-        if self.config.resume == "auto" and not path.exists():
-            return
-        checkpoint = load_checkpoint(path, map_location=self.device,
-                                     expect={"task": self.task.name, "method": self.method.name})
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from a checkpoint loaded on the CPU: the method moves its tensors to its device (modules and
+        optimisers copy or cast them), the RNG states stay on the CPU, where torch needs them."""
         self.method.load_state_dict(checkpoint["method"])
         self.state = TrainerState(**checkpoint["trainer"])
         set_rng_states(checkpoint["rng"])
+
+    # ---------------------------------------------------------------------------------------- wall clock
+    def _start_segment(self) -> None:
+        """Open this process' segment of the run's wall-clock time."""
+        self._session_start = time.perf_counter()
+        self._wall_seconds_before = self.state.wall_seconds
+        self.state.segments.append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                    "seconds": 0.0, "host": platform.node(), "first_step": self.state.global_step,
+                                    "last_step": self.state.global_step})
+
+    def _account_wall_clock(self) -> None:
+        """Bring this process' segment and the run's ``wall_seconds`` up to now."""
+        if not self.state.segments:
+            return
+        seconds = time.perf_counter() - self._session_start
+        self.state.segments[-1].update(seconds=seconds, last_step=self.state.global_step)
+        self.state.wall_seconds = self._wall_seconds_before + seconds
 
     # ------------------------------------------------------------------------------------------ signals
     def _stop_requested(self) -> bool:
@@ -411,7 +446,7 @@ class SeedStackedTrainer(Trainer):
             runs.append({**run, "stacked_seeds": list(self.config.seeds)})
         return {"task": self.task.name, "method": self.method.name, "seeds": list(self.config.seeds),
                 "run_dirs": [str(self.run_dir.parent / name) for name in self.config.seed_run_names],
-                "wall_seconds": self.state.wall_seconds, "runs": runs}
+                "wall_seconds": self.state.wall_seconds, "segments": self.state.segments, "runs": runs}
 
     def _write_results(self, results: dict[str, Any]) -> None:
         for run, run_dir in zip(results["runs"], results["run_dirs"], strict=True):

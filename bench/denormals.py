@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import fire
 import torch
 from munch import Munch
 
@@ -27,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from methods import METHODS  # noqa: E402
 from tasks import TASKS  # noqa: E402
 from train_disent import METHOD_FLAGS  # noqa: E402
+from utils.config import run_cli  # noqa: E402
+from utils.io import CheckpointError, load_checkpoint  # noqa: E402
 from utils.matrix import registry_name  # noqa: E402
 
 
@@ -48,8 +49,8 @@ def method_from_run(run_dir: str, **overrides: Any) -> tuple[Any, Any]:
 
 def time_steps(run_dir: str, steps: int) -> list[tuple[bool, float]]:
     """CPU milliseconds per training step from the run's checkpoint: (flush, ms) for kept / flushed / kept."""
+    checkpoint = load_checkpoint(Path(run_dir) / "last.pth")
     task, method = method_from_run(run_dir)
-    checkpoint = torch.load(Path(run_dir) / "last.pth", map_location="cpu", weights_only=False)
     method.load_state_dict(checkpoint["method"])
     method.train()
     batches = list(itertools.islice(iter(task.train_loader), steps))
@@ -75,4 +76,4 @@ def main(*run_dirs: str, steps: int = 30, threads: int = 1) -> None:
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    run_cli(main, user_errors=(CheckpointError,))

@@ -18,7 +18,6 @@ import json
 import sys
 from pathlib import Path
 
-import fire
 import torch
 from torch import Tensor
 
@@ -26,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.denormals import method_from_run  # noqa: E402
 from criterions.hsic import hsic_unbiased, median_sigma, rbf_kernel  # noqa: E402
+from utils.config import run_cli  # noqa: E402
+from utils.io import CheckpointError, load_checkpoint  # noqa: E402
 
 
 def mean_off_diagonal(kernel: Tensor) -> float:
@@ -63,15 +64,15 @@ def main(*run_dirs: str, batches: int = 4, sigma: float = 1.0, threads: int = 1)
                "hsic_fixed", "hsic_median")
     print(f"{'run':54s} {'when':5s} " + " ".join(f"{name:>14s}" for name in columns))
     for run_dir in run_dirs:
+        checkpoint_path = Path(run_dir) / "last.pth"
+        stages = [("init", None)]
+        if checkpoint_path.exists():
+            stages.append(("end", load_checkpoint(checkpoint_path)["method"]))
         seed = json.loads((Path(run_dir) / "config.json").read_text())["seed"]
         torch.manual_seed(seed)
         task, method = method_from_run(run_dir, rbf_sigma_x=sigma, rbf_sigma_y=sigma)
         loader = iter(task.train_loader)
         data = [next(loader) for _ in range(batches)]
-        stages = [("init", None)]
-        checkpoint_path = Path(run_dir) / "last.pth"
-        if checkpoint_path.exists():
-            stages.append(("end", torch.load(checkpoint_path, map_location="cpu", weights_only=False)["method"]))
         for stage, state in stages:
             if state is not None:
                 method.load_state_dict(state)
@@ -81,4 +82,4 @@ def main(*run_dirs: str, batches: int = 4, sigma: float = 1.0, threads: int = 1)
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    run_cli(main, user_errors=(CheckpointError,))

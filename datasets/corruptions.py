@@ -164,7 +164,8 @@ def snow(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
     return _to_uint8(np.clip(x + layer + np.rot90(layer, k=2), 0, 1) * 255)
 
 
-def _resolve_frost_dir(frost_dir: str | os.PathLike | None) -> Path:
+def resolve_frost_dir(frost_dir: str | os.PathLike | None) -> Path:
+    """The folder of the frost textures (default: LfF's resource folder in ../shared); DataNotFoundError if absent."""
     directory = Path(frost_dir) if frost_dir is not None else REPO_ROOT / DEFAULT_FROST_DIR
     missing = [name for name in FROST_FILES[:N_FROST_CHOICES] if not (directory / name).exists()]
     if missing:
@@ -196,7 +197,7 @@ def frost(image: np.ndarray, severity: int, rng: np.random.Generator,
     """
     image_weight, frost_weight = _level(FROST, severity)
     height, width = _check_image(image).shape[:2]
-    textures = _load_frost_images(str(_resolve_frost_dir(frost_dir)))
+    textures = _load_frost_images(str(resolve_frost_dir(frost_dir)))
     texture = textures[rng.integers(N_FROST_CHOICES)]
     top = rng.integers(0, texture.shape[0] - height)
     left = rng.integers(0, texture.shape[1] - width)

@@ -26,13 +26,13 @@ from torchvision import transforms as T
 
 from datasets.lff_protocols import percent_dirname
 from datasets.image_io import load_rgb
+from datasets.manifests import IMAGE_SUFFIXES, MANIFEST_NAME, DataMismatchError
 from datasets.mnist_io import DataNotFoundError
 
 DATASETS = ("cmnist", "cifar10c", "bffhq")
 SPLITS = ("train", "valid", "test")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 AUGMENT_BY_DEFAULT = {"cmnist": False, "cifar10c": True, "bffhq": True}
 
 
@@ -123,13 +123,9 @@ class DisEntDataset(Dataset):
         return self.transform(image), int(self.targets[index]), int(self.biases[index]), index
 
 
-class DataMismatchError(ValueError):
-    """Generated data whose manifest contradicts what the flags say the data are (palette, renderer, valid split)."""
-
-
 def read_manifest(root: str | os.PathLike, dataset: str, percent: float | str) -> dict | None:
     """The generator's manifest of one ratio's folder, or None for data without one (e.g. DisEnt's released data)."""
-    path = Path(root) / dataset / percent_dirname(percent) / "manifest.json"
+    path = Path(root) / dataset / percent_dirname(percent) / MANIFEST_NAME
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -147,7 +143,7 @@ def check_cmnist_variant(root: str | os.PathLike, percent: float | str, palette:
     if manifest is None:
         return None
     variant = cmnist_variant(manifest)
-    path = Path(root) / "cmnist" / percent_dirname(percent) / "manifest.json"
+    path = Path(root) / "cmnist" / percent_dirname(percent) / MANIFEST_NAME
     for flag, wanted in (("palette", palette), ("render", render)):
         if variant[flag] != wanted:
             raise DataMismatchError(

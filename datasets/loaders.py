@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from datasets.tensor_loader import Batch
+from datasets.tensor_loader import Batch, evaluation_sample
 from utils.distributed import rank, world_size
 from utils.seed import derived_seed
 
@@ -74,13 +74,17 @@ class DeviceLoader:
         else:
             self.sampler = EpochSeededSampler(len(dataset), shuffle, seed)
         self.device = device
+        self.seed = seed
         self.worker_seed = derived_seed(seed, 7)
-        generator = torch.Generator().manual_seed(self.worker_seed)
-        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
-                                 pin_memory=device.type == "cuda", drop_last=drop_last,
-                                 worker_init_fn=seed_worker, generator=generator,
-                                 persistent_workers=False)
+        self.loader = self._data_loader(dataset, batch_size, self.sampler, num_workers, drop_last)
         self.dataset = dataset
+
+    def _data_loader(self, dataset: Dataset, batch_size: int, sampler: Sampler[int] | list[int], num_workers: int,
+                     drop_last: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.worker_seed)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                          pin_memory=self.device.type == "cuda", drop_last=drop_last, worker_init_fn=seed_worker,
+                          generator=generator, persistent_workers=False)
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
@@ -90,6 +94,17 @@ class DeviceLoader:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Batch]:
+        return self._on_device(self.loader)
+
+    def sample(self, num_batches: int) -> Iterator[Batch]:
+        """``num_batches`` batches (per process) of samples drawn across the whole dataset, seeded by the loader's
+        seed (:func:`datasets.tensor_loader.evaluation_sample`): a limited evaluation that sees every class."""
+        batch_size = self.loader.batch_size
+        count = min(len(self.dataset), num_batches * batch_size * world_size())
+        indices = evaluation_sample(len(self.dataset), count, self.seed)[rank()::world_size()].tolist()
+        return self._on_device(self._data_loader(self.dataset, batch_size, indices, self.loader.num_workers, False))
+
+    def _on_device(self, loader: DataLoader) -> Iterator[Batch]:
         non_blocking = self.device.type == "cuda"
-        for parts in self.loader:
+        for parts in loader:
             yield Batch(*(part.to(self.device, non_blocking=non_blocking) for part in parts))

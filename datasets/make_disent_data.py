@@ -23,13 +23,18 @@ so valid has the training ratio, as DisEnt's authors describe) and in the source
 With ``n_valid`` 0 the whole source train split is the training set and there is no valid split: LfF's own protocol,
 whose only evaluation split is the unbiased test split (``--preset lff_paper``: LfF palette and renderer, n_valid 0).
 Colour noise and corruptions draw from generators seeded by ``(seed, split, ratio)``, so the same seed gives
-byte-identical files. Each manifest records counts and a sha256 per split, the seed, the generator version and the
-settings (Colored MNIST: palette, renderer, noise, n_valid), which train_disent.py and test.py check against their
-flags.
+byte-identical files. Each manifest records counts and a sha256 per split, the seed, the generator version, the
+settings (Colored MNIST: palette, renderer, noise, n_valid) and its own digest (datasets/manifests.py); train_disent.py
+and test.py verify the data against it and check the settings against their flags.
+
+Every flag is checked before any work (unknown flags, wrong types, a percentage other than those train_disent.py
+accepts, ``--n_valid`` not below ``--limit``, a missing source, an ``--out`` that cannot be written): one line
+``error: ...`` and exit code 2.
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -39,18 +44,21 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import fire
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from datasets.lff_protocols import (DEFAULT_PALETTE, DEFAULT_SEVERITY, NUM_CLASSES, PERCENTS,
-                                    DEFAULT_RENDERER, TEST_ALIGNED_RATIO, TYPE0_CORRUPTIONS, aligned_ratio,
+from datasets.lff_protocols import (COLOUR_NOISE_STD, DEFAULT_PALETTE, DEFAULT_SEVERITY, NUM_CLASSES, PALETTES,
+                                    PERCENTS, DEFAULT_RENDERER, TEST_ALIGNED_RATIO, TYPE0_CORRUPTIONS, aligned_ratio,
                                     colour_noise_std, corrupt_type0, corruption_level, make_attr_labels,
                                     palette_colours, percent_dirname, render_digits, RENDERERS)
-from datasets.mnist_io import DataNotFoundError, load_mnist
+from datasets.corruptions import resolve_frost_dir
+from datasets.manifests import DIGEST_KEY, MANIFEST_NAME, VERDICT_NAME, manifest_digest, split_digest
+from datasets.mnist_io import CorruptDataError, DataNotFoundError, load_mnist
+from utils.config import ConfigError, build_config, require, require_writable_dir, run_cli
 
-GENERATOR_VERSION = "disent-data/1"
+GENERATOR_VERSION = "disent-data/2"
+"""2: manifests record their own digest (``manifest_sha256``)."""
 CIFAR_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST_BATCH = "test_batch"
 STREAM_VALID_SPLIT, STREAM_TRAIN, STREAM_VALID, STREAM_TEST = range(4)
@@ -59,16 +67,20 @@ Renderer = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 
 
 def parse_percents(percents: float | str | Iterable[float | str]) -> list[float]:
-    """``'0.5,1,2,5'``, ``(0.5, 1, 2, 5)`` (fire's parse of that string) or a single number -> list of floats."""
+    """``'0.5,1,2,5'``, ``(0.5, 1, 2, 5)`` (fire's parse of that string) or a single number -> list of floats, each
+    one of :data:`datasets.lff_protocols.PERCENTS` (the ratios train_disent.py accepts), else :class:`ConfigError`."""
     if isinstance(percents, str):
         items: Iterable[float | str] = [p for p in percents.split(",") if p.strip()]
     elif isinstance(percents, Iterable):
         items = percents
     else:
         items = [percents]
-    values = [float(str(p).strip().removesuffix("pct")) for p in items]
-    for value in values:
-        percent_dirname(value)
+    expected = f"one or more of {', '.join(f'{p:g}' for p in PERCENTS)} (comma-separated), got {percents!r}"
+    try:
+        values = [float(str(p).strip().removesuffix("pct")) for p in items]
+    except ValueError:
+        raise ConfigError(f"--percents expects {expected}") from None
+    require(bool(values) and all(value in PERCENTS for value in values), f"--percents expects {expected}")
     return values
 
 
@@ -92,13 +104,19 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _prepare_directory(directory: Path, owned: Iterable[str]) -> None:
-    """Remove a previous generation's split folders; refuse to touch a non-empty folder we did not write."""
-    if directory.exists() and any(directory.iterdir()):
-        if not (directory / "manifest.json").exists():
-            raise FileExistsError(f"'{directory}' exists, is not empty and has no manifest.json from this generator; "
+def _refuse_foreign_directories(root: Path, groups: Iterable[str]) -> None:
+    """Refuse (before any work) to write into a non-empty folder that this generator did not write."""
+    for directory in (root / "test", *(root / group for group in groups)):
+        if directory.exists() and any(directory.iterdir()) and not (directory / MANIFEST_NAME).exists():
+            raise FileExistsError(f"'{directory}' exists, is not empty and has no {MANIFEST_NAME} from this generator; "
                                   f"remove it or choose another --out")
-        for name in owned:
+
+
+def _prepare_directory(directory: Path, owned: Iterable[str]) -> None:
+    """Remove a previous generation's split folders, manifest and verdict cache (see
+    :func:`_refuse_foreign_directories`)."""
+    if directory.exists():
+        for name in (*owned, MANIFEST_NAME, VERDICT_NAME):
             path = directory / name
             if path.is_dir():
                 shutil.rmtree(path)
@@ -109,11 +127,9 @@ def _prepare_directory(directory: Path, owned: Iterable[str]) -> None:
 
 def write_images(directory: Path, images: np.ndarray, targets: np.ndarray, biases: np.ndarray,
                  source_indices: np.ndarray, nested: bool, description: str) -> dict[str, Any]:
-    """Write ``<idx>_<target>_<bias>.png`` files (under ``<target>/`` when ``nested``); return counts and sha256.
-
-    The split checksum is the sha256 of the sorted lines ``<relative path> <sha256 of file>``.
-    """
-    lines = []
+    """Write ``<idx>_<target>_<bias>.png`` files (under ``<target>/`` when ``nested``); return counts and sha256
+    (:func:`datasets.manifests.split_digest`)."""
+    file_digests = []
     for image, target, bias, index in tqdm(zip(images, targets, biases, source_indices), total=len(images),
                                            desc=description, unit="img", leave=False):
         name = f"{int(index)}_{int(target)}_{int(bias)}.png"
@@ -122,8 +138,7 @@ def write_images(directory: Path, images: np.ndarray, targets: np.ndarray, biase
         path.parent.mkdir(parents=True, exist_ok=True)
         data = encode_png(image)
         path.write_bytes(data)
-        lines.append(f"{relative} {hashlib.sha256(data).hexdigest()}\n")
-    digest = hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()
+        file_digests.append((relative, hashlib.sha256(data).hexdigest()))
     targets = np.asarray(targets, dtype=np.int64)
     biases = np.asarray(biases, dtype=np.int64)
     return {
@@ -131,12 +146,14 @@ def write_images(directory: Path, images: np.ndarray, targets: np.ndarray, biase
         "aligned": int((targets == biases).sum()),
         "conflicting": int((targets != biases).sum()),
         "per_target": np.bincount(targets, minlength=NUM_CLASSES).tolist(),
-        "sha256": digest,
+        "sha256": split_digest(file_digests),
     }
 
 
 def _write_manifest(directory: Path, content: dict[str, Any]) -> None:
-    (directory / "manifest.json").write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    """The manifest with its own digest (:func:`datasets.manifests.manifest_digest`)."""
+    content = {**content, DIGEST_KEY: manifest_digest(content)}
+    (directory / MANIFEST_NAME).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
 def generate(name: str, train_images: np.ndarray, train_targets: np.ndarray, test_images: np.ndarray,
@@ -144,11 +161,12 @@ def generate(name: str, train_images: np.ndarray, train_targets: np.ndarray, tes
              n_valid: int, nested_valid: bool, settings: dict[str, Any]) -> Path:
     """Write the shared unbiased test split and one folder per ratio for dataset ``name``; return ``OUT/name``."""
     root = Path(out) / name
+    _refuse_foreign_directories(root, map(percent_dirname, percents))
     common = {"generator": GENERATOR_VERSION, "dataset": name, "seed": seed, "settings": settings,
               "source_sizes": {"train": int(len(train_targets)), "test": int(len(test_targets))}}
 
     test_dir = root / "test"
-    _prepare_directory(test_dir, [*map(str, range(NUM_CLASSES)), "manifest.json"])
+    _prepare_directory(test_dir, map(str, range(NUM_CLASSES)))
     test_bias = make_attr_labels(test_targets, TEST_ALIGNED_RATIO)
     test_rendered = render(test_images, test_bias, np.random.default_rng([seed, STREAM_TEST]))
     test_stats = write_images(test_dir, test_rendered, test_targets, test_bias, np.arange(len(test_targets)),
@@ -162,7 +180,7 @@ def generate(name: str, train_images: np.ndarray, train_targets: np.ndarray, tes
         group = percent_dirname(percent)
         ratio = aligned_ratio(percent)
         group_dir = root / group
-        _prepare_directory(group_dir, ["align", "conflict", "valid", "manifest.json"])
+        _prepare_directory(group_dir, ["align", "conflict", "valid"])
         splits: dict[str, Any] = {}
         for part, stream in ((train_part, STREAM_TRAIN), (valid_part, STREAM_VALID)):
             targets = train_targets[part]
@@ -193,25 +211,50 @@ CMNIST_PRESETS: dict[str, dict[str, Any]] = {
 noise, the whole MNIST train split for training and the MNIST test split (unbiased) for evaluation."""
 
 
-def cmnist(mnist_root: str, out: str, percents: Any = PERCENTS, seed: int = 0, palette: str = DEFAULT_PALETTE,
-           render: str = DEFAULT_RENDERER, colors_path: str | None = None, severity: int = DEFAULT_SEVERITY,
-           n_valid: int = 5000, limit: int | None = None, download: bool = False, preset: str | None = None) -> str:
+def _checked_common(out: Any, percents: Any, seed: Any, n_valid: Any, limit: Any) -> tuple[str, list[float]]:
+    """The checks shared by both generators; returns ``out`` as a path string and the parsed percentages."""
+    require(out is not None, "--out is required: the folder to write the data into (DisEnt's --data_dir)")
+    for flag, value, least in (("seed", seed, 0), ("n_valid", n_valid, 0), ("limit", limit, 1)):
+        require((flag == "limit" and value is None)
+                or (isinstance(value, int) and not isinstance(value, bool) and value >= least),
+                f"--{flag} must be an integer >= {least}, got {value!r}")
+    require(limit is None or n_valid < limit, f"--n_valid {n_valid} must be below --limit {limit} (the valid images "
+                                              f"are drawn from the first --limit train images)")
+    values = parse_percents(percents)
+    require_writable_dir(out, f"--out {out}")
+    return str(out), values
+
+
+def _source_train_size(n_valid: int, size: int) -> None:
+    """Refuse an ``n_valid`` that leaves no training images in a source train split of ``size`` images."""
+    require(n_valid < size, f"--n_valid {n_valid} must be below the size of the source train split ({size})")
+
+
+def cmnist(mnist_root: str | None = None, out: str | None = None, percents: Any = PERCENTS, seed: int = 0,
+           palette: str = DEFAULT_PALETTE, render: str = DEFAULT_RENDERER, colors_path: str | None = None,
+           severity: int = DEFAULT_SEVERITY, n_valid: int = 5000, limit: int | None = None, download: bool = False,
+           preset: str | None = None) -> str:
     """Colored MNIST (LfF's bias protocol; ``palette`` 'hues' or 'lff'; ``render`` 'lff' or 'disent_figure') in
     DisEnt's layout under ``out/cmnist``. ``preset`` sets palette, renderer, severity and n_valid at once
     (:data:`CMNIST_PRESETS`). ``limit`` keeps only the first ``limit`` images of each MNIST split (for quick tests).
+    Every argument is checked (:class:`ConfigError`) before anything is read or written.
     """
     if preset is not None:
-        if preset not in CMNIST_PRESETS:
-            raise ValueError(f"unknown preset '{preset}', expected one of {sorted(CMNIST_PRESETS)}")
+        require(preset in CMNIST_PRESETS, f"--preset must be one of {sorted(CMNIST_PRESETS)}, got {preset!r}")
         palette, render, n_valid, severity = (CMNIST_PRESETS[preset][key]
                                               for key in ("palette", "render", "n_valid", "severity"))
-    colours = palette_colours(palette, colors_path)
-    if render not in RENDERERS:
-        raise ValueError(f"unknown renderer '{render}', expected one of {RENDERERS}")
-    train_x, train_y = load_mnist(mnist_root, train=True, download=download)
-    test_x, test_y = load_mnist(mnist_root, train=False, download=download)
+    require(mnist_root is not None, "--mnist_root is required: the MNIST root (holding MNIST/raw/*-ubyte)")
+    out, percent_values = _checked_common(out, percents, seed, n_valid, limit)
+    require(palette in PALETTES, f"--palette must be one of {PALETTES}, got {palette!r}")
+    require(render in RENDERERS, f"--render must be one of {RENDERERS}, got {render!r}")
+    require(severity in range(1, len(COLOUR_NOISE_STD) + 1),
+            f"--severity must lie in 1..{len(COLOUR_NOISE_STD)}, got {severity!r}")
+    colours = palette_colours(palette, None if colors_path is None else str(colors_path))
+    train_x, train_y = load_mnist(str(mnist_root), train=True, download=download)
+    test_x, test_y = load_mnist(str(mnist_root), train=False, download=download)
     train_x, train_y = _limited(train_x.numpy(), train_y.numpy(), limit)
     test_x, test_y = _limited(test_x.numpy(), test_y.numpy(), limit)
+    _source_train_size(n_valid, len(train_y))
 
     def draw(digits: np.ndarray, bias: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return render_digits(render, digits, bias, colours, severity, rng)
@@ -219,7 +262,7 @@ def cmnist(mnist_root: str, out: str, percents: Any = PERCENTS, seed: int = 0, p
     settings = {"palette": palette, "render": render, "colours": np.round(colours.astype(np.float64), 6).tolist(),
                 "severity": severity, "colour_noise_std": colour_noise_std(render, severity), "n_valid": n_valid,
                 "limit": limit}
-    root = generate("cmnist", train_x, train_y, test_x, test_y, draw, out, parse_percents(percents), seed,
+    root = generate("cmnist", train_x, train_y, test_x, test_y, draw, out, percent_values, seed,
                     n_valid, nested_valid=False, settings=settings)
     return str(root)
 
@@ -247,24 +290,43 @@ def load_cifar10(cifar_root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray,
     return train_x, train_y, test_x, test_y
 
 
-def cifar10c(cifar_root: str, out: str, frost_dir: str | None = None, percents: Any = PERCENTS, seed: int = 0,
-             severity: int = DEFAULT_SEVERITY, n_valid: int = 5000, limit: int | None = None) -> str:
+def cifar10c(cifar_root: str | None = None, out: str | None = None, frost_dir: str | None = None,
+             percents: Any = PERCENTS, seed: int = 0, severity: int = DEFAULT_SEVERITY, n_valid: int = 5000,
+             limit: int | None = None) -> str:
     """Corrupted CIFAR-10 type0 (LfF severity ``severity`` = CIFAR-10-C level ``severity + 1``) under
-    ``out/cifar10c``; ``frost_dir`` holds frost1.png .. frost5.jpg."""
+    ``out/cifar10c``; ``frost_dir`` holds frost1.png .. frost5.jpg. Every argument is checked (:class:`ConfigError`)
+    before anything is read or written."""
+    require(cifar_root is not None, "--cifar_root is required: the folder holding cifar-10-batches-py")
+    out, percent_values = _checked_common(out, percents, seed, n_valid, limit)
+    require(severity in range(1, 5), f"--severity must lie in 1..4, got {severity!r}")
     level = corruption_level(severity)
-    train_x, train_y, test_x, test_y = load_cifar10(cifar_root)
+    train_x, train_y, test_x, test_y = load_cifar10(str(cifar_root))
+    frost_dir = str(resolve_frost_dir(None if frost_dir is None else str(frost_dir)))
     train_x, train_y = _limited(train_x, train_y, limit)
     test_x, test_y = _limited(test_x, test_y, limit)
+    _source_train_size(n_valid, len(train_y))
 
     def render(images: np.ndarray, bias: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return corrupt_type0(images, bias, severity, rng, frost_dir=frost_dir, progress=True)
 
     settings = {"corruptions": list(TYPE0_CORRUPTIONS), "severity": severity, "cifar10c_level": level,
                 "n_valid": n_valid, "limit": limit}
-    root = generate("cifar10c", train_x, train_y, test_x, test_y, render, out, parse_percents(percents), seed,
+    root = generate("cifar10c", train_x, train_y, test_x, test_y, render, out, percent_values, seed,
                     n_valid, nested_valid=True, settings=settings)
     return str(root)
 
 
+GENERATORS: dict[str, Callable[..., str]] = {"cmnist": cmnist, "cifar10c": cifar10c}
+
+
+def main(dataset: str | None = None, **flags: Any) -> None:
+    """``cmnist`` or ``cifar10c`` with its flags (see the module docstring); prints the dataset's folder."""
+    require(dataset in GENERATORS, f"the first argument must be one of {sorted(GENERATORS)}, got {dataset!r} (run "
+                                   f"with --help for the usage)")
+    generator = GENERATORS[dataset]
+    defaults = {name: parameter.default for name, parameter in inspect.signature(generator).parameters.items()}
+    print(generator(**build_config(defaults, flags)))
+
+
 if __name__ == "__main__":
-    fire.Fire({"cmnist": cmnist, "cifar10c": cifar10c})
+    run_cli(main, user_errors=(DataNotFoundError, CorruptDataError, FileExistsError))

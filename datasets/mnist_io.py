@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,10 @@ class DataNotFoundError(FileNotFoundError):
     """A dataset file is missing and cannot be downloaded; the message says where to put it."""
 
 
+class CorruptDataError(ValueError):
+    """A dataset file exists but is truncated or not in its format; the message names the file."""
+
+
 def _raw_dir(root: str | os.PathLike) -> Path:
     root = Path(root)
     for candidate in (root / "MNIST" / "raw", root / "raw", root):
@@ -27,23 +33,40 @@ def _raw_dir(root: str | os.PathLike) -> Path:
 
 
 def _read_idx(path: Path) -> np.ndarray:
+    """An unsigned-byte IDX file as an array; a damaged file raises :class:`CorruptDataError` naming it."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
-    magic = int.from_bytes(data[0:4], "big")
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as error:  # a truncated .gz raises EOFError, a damaged one BadGzipFile (OSError)
+        raise CorruptDataError(f"'{path}' cannot be read ({error}): replace it with the original MNIST file") from None
+    magic = int.from_bytes(data[0:4], "big") if len(data) >= 4 else 0
     if magic >> 8 != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (magic {magic:#x})")
+        raise CorruptDataError(f"'{path}' is not an unsigned-byte IDX file (magic {magic:#x}): replace it with the "
+                               f"original MNIST file")
     ndim = magic & 0xFF
+    header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    expected = header + int(np.prod(shape, dtype=np.int64))
+    if len(data) < header or len(data) != expected:
+        raise CorruptDataError(f"'{path}' is truncated or padded: {len(data)} bytes, its header announces shape "
+                               f"{shape}, i.e. {expected} bytes; replace it with the original MNIST file")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def _try_download(root: Path) -> bool:
+    """Download MNIST through torchvision into a temporary folder and move its raw files to ``root/MNIST/raw``;
+    nothing is created under ``root`` unless the download succeeds."""
     try:
         from torchvision.datasets import MNIST
 
-        MNIST(str(root), train=True, download=True)
-        MNIST(str(root), train=False, download=True)
+        with tempfile.TemporaryDirectory(prefix="mnist-download-") as staging:
+            MNIST(staging, train=True, download=True)
+            MNIST(staging, train=False, download=True)
+            raw = root / "MNIST" / "raw"
+            raw.mkdir(parents=True, exist_ok=True)
+            for downloaded in (Path(staging) / "MNIST" / "raw").iterdir():
+                shutil.move(str(downloaded), raw / downloaded.name)
         return True
     except Exception:  # noqa: BLE001 - any network failure means "not downloadable here"
         return False
@@ -77,7 +100,8 @@ def load_mnist(root: str | os.PathLike, train: bool, download: bool = True) -> t
     images = torch.from_numpy(_read_idx(images_path).copy())
     labels = torch.from_numpy(_read_idx(labels_path).astype(np.int64))
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"MNIST files under '{raw}' disagree: {images.shape[0]} images, {labels.shape[0]} labels")
+        raise CorruptDataError(f"MNIST files under '{raw}' disagree: {images.shape[0]} images, "
+                               f"{labels.shape[0]} labels")
     return images, labels
 
 

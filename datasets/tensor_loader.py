@@ -11,6 +11,13 @@ from utils.distributed import rank, world_size
 from utils.seed import derived_seed
 
 
+def evaluation_sample(size: int, count: int, seed: int) -> Tensor:
+    """``count`` distinct indices of a split of ``size`` samples, drawn uniformly by a generator seeded by ``seed``,
+    in increasing order: the samples of an evaluation limited by ``--limit_eval_batches``."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(size, generator=generator)[:count].sort().values
+
+
 class Batch(NamedTuple):
     """One minibatch: inputs, target labels, bias labels and the samples' dataset indices."""
 
@@ -31,7 +38,8 @@ class TensorLoader:
 
     Under torchrun, process r of W takes every W-th sample of the order starting at r; a shuffled (training)
     loader first drops the last ``N mod W`` samples of the order so that every process runs the same number of
-    steps, an evaluation loader keeps them all.
+    steps, an evaluation loader keeps them all. :meth:`sample` yields a seeded sample of the whole split instead
+    (limited evaluations).
     """
 
     def __init__(self, images: Tensor, targets: Tensor, biases: Tensor, batch_size: int, shuffle: bool,
@@ -71,9 +79,20 @@ class TensorLoader:
         else:
             order = torch.arange(self.dataset_size, device=device)
         first, end, stride = self._shard_bounds()
-        order = order[first:end:stride]
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            index = order[start:start + self.batch_size]
+        yield from self._batches(order[first:end:stride], len(self) * self.batch_size)
+
+    def sample(self, num_batches: int) -> Iterator[Batch]:
+        """``num_batches`` batches (per process) of samples drawn across the whole split, seeded by the loader's
+        seed (:func:`evaluation_sample`), so that a limited evaluation of a class-sorted split sees every class."""
+        count = min(self.dataset_size, num_batches * self.batch_size * world_size())
+        order = evaluation_sample(self.dataset_size, count, self.seed).to(self.targets.device)
+        shard = order[rank()::world_size()]
+        yield from self._batches(shard, len(shard))
+
+    def _batches(self, order: Tensor, count: int) -> Iterator[Batch]:
+        """The batches of the first ``count`` samples of ``order``."""
+        for start in range(0, count, self.batch_size):
+            index = order[start:min(start + self.batch_size, count)]
             yield Batch(self.transform(self.images.index_select(0, index)), self.targets[index],
                         self.biases[index], index)
 

@@ -152,8 +152,16 @@ class EMAMethod(StepBasedMethod):
         self.ema_debiased.load_state_dict(state["ema_debiased"])
 
 
+LFF_BIAS_LOSSES = ("gce", "ce")
+"""``--lff_bias_loss``: f_b's loss in LfF, ``gce`` (LfF's, the default) or ``ce`` (plain cross-entropy, as the
+authors' BiasEnsemble ``train_lff_be`` loop trains f_b; docs/disent_lff_comparison.md)."""
+
+
 class LfF(EMAMethod):
-    """Learning from Failure: f_b trained with GCE, f_d with W-weighted CE (module docstring)."""
+    """Learning from Failure: f_b trained with GCE, f_d with W-weighted CE (module docstring).
+
+    ``config.lff_bias_loss`` = ``ce`` trains f_b with plain CE instead (nothing else changes); such runs are named
+    ``LfF[bias_loss=ce]`` in results.json, so that they never join the LfF cells of the README tables."""
 
     name = "LfF"
     decays_lr = True
@@ -161,6 +169,11 @@ class LfF(EMAMethod):
     def __init__(self, config: Munch, task: DisEntTask, device: torch.device, autocast: Any = None):
         super().__init__(config, task, device, {"f": task.build_model(disentangle=False),
                                                 "bias": task.build_model(disentangle=False)})
+        self.bias_loss = config.get("lff_bias_loss") or "gce"
+        if self.bias_loss not in LFF_BIAS_LOSSES:
+            raise ValueError(f"lff_bias_loss must be one of {LFF_BIAS_LOSSES}, got {self.bias_loss!r}")
+        if self.bias_loss != "gce":
+            self.name = f"LfF[bias_loss={self.bias_loss}]"
 
     def training_step(self, batch: Batch, phase: Phase) -> dict[str, Tensor]:
         logits_bias = self.networks["bias"](batch.x)
@@ -168,7 +181,7 @@ class LfF(EMAMethod):
         ce_bias = F.cross_entropy(logits_bias, batch.target, reduction="none")
         ce_debiased = F.cross_entropy(logits_debiased, batch.target, reduction="none")
         weights = self._weights(ce_bias.detach(), ce_debiased.detach(), batch.index)
-        loss_bias = self.gce(logits_bias, batch.target, ce_bias).mean()
+        loss_bias = (self.gce(logits_bias, batch.target, ce_bias) if self.bias_loss == "gce" else ce_bias).mean()
         loss_debiased = (weights * ce_debiased).mean()
         loss = loss_bias + loss_debiased
         self._apply(loss)

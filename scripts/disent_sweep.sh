@@ -7,7 +7,8 @@
 #   NUM_STEPS=<the protocol's: 50000, or the preset's>  PROTOCOL=disent|lff_paper  DEVICE=<auto>
 #   JOBS=1 (runs in parallel; each gets THREADS=<cores / JOBS> intra-op threads)  EXTRA="<more flags>"
 #   REPORT=1 (0: no report at the end)  PYTHON=python
-# Runs whose results.json exists are skipped, and so are runs another sweep is training (a lock file per run);
+# Runs whose results.json exists are skipped, and so are runs another process is training (flock on <run_dir>.lock,
+# the lock train_disent.py itself holds for a run: utils/run_lock.py; the child inherits the sweep's);
 # an interrupted one is resumed (--resume auto). The report follows.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,7 +5,8 @@
 #   FAMILY=conv SEEDS="0 1 2" DEVICE=cuda bash scripts/matrix.sh  # the conv family, on a GPU
 #
 # Skip-if-done and resumable: a cell whose results.json exists is skipped, an interrupted one continues from its
-# last.pth (--resume auto), and parallel or concurrent sweeps never run the same cell twice (one lock per cell).
+# last.pth (--resume auto), and parallel or concurrent sweeps never run the same cell twice: each takes the cell's
+# <run_dir>.lock with flock, the lock every run holds itself (utils/run_lock.py; the child inherits the sweep's).
 # Cells of the benchmarks' own papers (MLP family: Vanilla/LfF on LfF's protocol, Vanilla/LfF/DisEnt on DisEnt's)
 # run through the paper tables' scripts and are shared with those tables. Seed-major order: seed 0 everywhere first.
 # Variant rows (utils/matrix.py VARIANTS, e.g. the MLP family's rebias_median) run only when METHODS names them.

@@ -50,7 +50,7 @@ from matplotlib.figure import Figure
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from utils.protocol import PAPER_PROTOCOLS, length_label, run_protocol  # noqa: E402
+from utils.protocol import PAPER_PROTOCOLS, length_label, precision_of, run_protocol  # noqa: E402
 
 RESULTS_FILENAME = "results.json"
 AVERAGE = "avg"
@@ -69,6 +69,14 @@ class ReportError(ValueError):
 
 class ReportWarning(UserWarning):
     """An invalid results file was skipped (``skip_invalid=True``)."""
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose errors (unknown flags, missing or bad values) are one line ``error: ...``, exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message} (run with --help for the usage)", file=sys.stderr)
+        sys.exit(2)
 
 
 @dataclass(frozen=True)
@@ -261,6 +269,7 @@ class Run:
     per_cell: dict[str, np.ndarray] = field(default_factory=dict)
     paper_length: bool = True
     length: str | None = None
+    precision: str = "fp32"
 
     def network_metrics(self, network: int | None) -> dict[str, float] | None:
         if network is None:
@@ -283,6 +292,8 @@ class Cell:
     paper."""
     shortened: tuple[Cell, ...] = ()
     """With ``include_shortened``: the same cell's shortened runs, one Cell per length."""
+    precisions: tuple[str, ...] = ()
+    """The precisions of its runs other than the paper's fp32 (``bf16``: networks under bf16 autocast), labelled."""
 
     @property
     def n(self) -> int:
@@ -394,7 +405,8 @@ def parse_results(path: str | Path) -> Run:
             metrics[WORST_GROUP] = worst
     paper_length, length = _protocol_of(path, data, task)
     return Run(path=path, task=task, method=method, setting=round(float(setting), 6), seed=seed, metrics=metrics,
-               g_metrics=g_metrics, per_cell=per_cell, paper_length=paper_length, length=length)
+               g_metrics=g_metrics, per_cell=per_cell, paper_length=paper_length, length=length,
+               precision=run_precision(data))
 
 
 def worst_group_accuracy(matrix: Any) -> float | None:
@@ -407,6 +419,15 @@ def worst_group_accuracy(matrix: Any) -> float | None:
 
 def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def run_precision(data: dict[str, Any]) -> str:
+    """``fp32`` or ``bf16``: from the ``protocol`` entry (utils/protocol.py), else from the config's ``--amp``."""
+    entry = data.get("protocol")
+    if isinstance(entry, dict) and isinstance(entry.get("precision"), str):
+        return entry["precision"]
+    config = data.get("config")
+    return precision_of(config.get("amp") if isinstance(config, dict) else None)
 
 
 def _protocol_of(path: Path, data: dict[str, Any], task: str) -> tuple[bool, str | None]:
@@ -496,7 +517,10 @@ def _cells_of(layout: TableLayout, task: str, runs: list[Run], metrics: list[str
                 else:
                     seed_values = tuple(by_setting[setting][seed] for seed in sorted(by_setting.get(setting, {})))
                 paper = layout.paper.get((metric, setting, column.name)) if length is None else None
+                precisions = tuple(sorted({run.precision for run in runs if run.method == column.method
+                                           and (setting == AVERAGE or run.setting == setting)} - {"fp32"}))
                 cells[(metric, setting, column.name)] = Cell(task, column.name, setting, metric, seed_values, paper,
+                                                             precisions=precisions if seed_values else (),
                                                              length=length)
     return cells
 
@@ -540,11 +564,12 @@ def format_cell(cell: Cell) -> str:
         if not cell.n:
             return MISSING
         spread, count = (f" ± {cell.std:.1f}", f", n={cell.n}") if cell.n > 1 else ("", "")
-        return f"{cell.mean:.1f}{spread}{SHORTENED_MARK} ({cell.length}{count})"
+        labels = "".join(f", {label}" for label in cell.precisions)
+        return f"{cell.mean:.1f}{spread}{SHORTENED_MARK} ({cell.length}{count}{labels})"
     text = MISSING
     if cell.n:
         std = MISSING if cell.n == 1 else f"{cell.std:.1f}"
-        text = f"{cell.mean:.1f} ± {std} (n={cell.n})"
+        text = f"{cell.mean:.1f} ± {std} (n={cell.n}{''.join(f', {label}' for label in cell.precisions)})"
     if cell.shortened:
         shortened = [format_cell(group) for group in cell.shortened]
         return "; ".join(shortened if not cell.n else [text, *shortened])
@@ -604,6 +629,9 @@ def footnotes(task: str, runs: list[Run], include_shortened: bool) -> list[str]:
         lengths = sorted({run.length for run in shortened})
         lines[0] += (f" {len(shortened)} shortened or other-protocol run(s) left out ({'; '.join(lengths)}): "
                      "pass --include_shortened to show them, labelled.")
+    if any(run.precision != "fp32" for run in runs if run.task == task):
+        lines.append("`bf16` marks cells trained with the networks under bf16 autocast (every criterion in fp32); "
+                     "the paper trained in fp32.")
     if layout.worst_group_loader is not None:
         axes = layout.cell_axes
         lines.append(f"{WORST_GROUP_LABEL}: the lowest ({axes[0]}, {axes[1]}) cell accuracy of f on the "
@@ -798,12 +826,13 @@ def build_report(results_dir: str | Path, out_dir: str | Path, skip_invalid: boo
 
 def reproduction_main(argv: list[str]) -> int:
     """``report.py lff|cmnist RESULTS_DIR [--out DIR]``: the Colored MNIST reproduction tables, CSV and plots
-    (utils/cmnist_tables.py); ``report.py readme [--check]``: regenerate the README's generated tables from the
-    committed ``results/`` (``--check``: exit 1 if the README differs instead of writing it)."""
+    (utils/cmnist_tables.py; a results file it cannot read, or a folder none of whose runs enters the tables, is one
+    line naming it and why, exit 1); ``report.py readme [--check]``: regenerate the README's generated tables from
+    the committed ``results/`` (``--check``: exit 1 if the README differs instead of writing it)."""
     sys.path.insert(0, str(REPO))
     from utils import cmnist_tables
 
-    parser = argparse.ArgumentParser(description=reproduction_main.__doc__)
+    parser = OneLineErrorParser(description=reproduction_main.__doc__)
     parser.add_argument("which", choices=("lff", "cmnist", "readme"))
     parser.add_argument("results_dir", nargs="?", default=None)
     parser.add_argument("--out", default=None)
@@ -825,9 +854,17 @@ def reproduction_main(argv: list[str]) -> int:
     if args.results_dir is None:
         parser.error("RESULTS_DIR is required")
     out_dir = Path(args.out) if args.out is not None else Path(args.results_dir) / "report"
-    built = cmnist_tables.build(args.results_dir, out_dir, args.which)
+    try:
+        built = cmnist_tables.build(args.results_dir, out_dir, args.which)
+    except cmnist_tables.ResultsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(built["markdown"])
-    print(f"{len(built['runs'])} runs; wrote the tables, CSV and plots to {out_dir}", file=sys.stderr)
+    left_out = built["left_out"]
+    shown = len(built["runs"]) - sum(left_out.values())
+    note = f" (left out: {cmnist_tables.describe_left_out(left_out)})" if left_out else ""
+    print(f"{len(built['runs'])} runs, {shown} in the tables{note}; wrote the tables, CSV and plots to {out_dir}",
+          file=sys.stderr)
     return 0
 
 
@@ -836,7 +873,7 @@ def matrix_main(argv: list[str]) -> int:
     the results.json files its cells name; exit 1 with one line if a file belongs to another cell."""
     from utils import matrix_report
 
-    parser = argparse.ArgumentParser(description=matrix_main.__doc__)
+    parser = OneLineErrorParser(description=matrix_main.__doc__)
     parser.add_argument("--family", default="mlp", choices=sorted(matrix_report.FAMILIES))
     parser.add_argument("--root", default=None, help="where main_matrix.py runs are (default: results/matrix)")
     parser.add_argument("--out", default=None, help="default: results/matrix/report")
@@ -859,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
         return reproduction_main(argv)
     if argv and argv[0] == "matrix":
         return matrix_main(argv[1:])
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineErrorParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results_dir", help="directory searched recursively for results.json files")
     parser.add_argument("--out", default=None, help="output directory (default: RESULTS_DIR/report)")
     parser.add_argument("--skip_invalid", action="store_true", help="warn about and skip invalid results files")

@@ -8,6 +8,8 @@ values reach the first layer, bit for bit, without a division of every batch by 
 read by DataLoader workers. Evaluation loaders: ``valid`` (same bias ratio as training) and ``test`` (unbiased;
 BFFHQ: bias-conflicting images only). Besides plain accuracy the task reports, per loader, the accuracy on
 bias-aligned (target == bias) and bias-conflicting samples and the unweighted mean over (target, bias) cells.
+Generated data are checked against their manifests first (datasets/manifests.py); results.json records the
+manifests' digests (``data_manifests``).
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from munch import Munch
 from torch import nn
 
 from datasets.disent_data import DisEntDataset, check_cmnist_variant, has_split, load_split_tensor
+from datasets.lff_protocols import percent_dirname
+from datasets.manifests import verify_generated_data
 from datasets.loaders import DeviceLoader
 from datasets.tensor_loader import TensorLoader
 from evaluator import CellAccuracy
@@ -99,6 +103,7 @@ class DisEntTask(Task):
         self.criterion_extras = {}
         root, percent = config.data_dir, config.percent
         batch_size = config.batch_size
+        self.data_manifests = verify_generated_data(f"{root}/{dataset}", percent_dirname(percent))
         self.data_variant = None
         if dataset == "cmnist":
             self.data_variant = check_cmnist_variant(root, percent, config.palette, config.render)
@@ -146,5 +151,7 @@ class DisEntTask(Task):
         fields = {"dataset": self.config.dataset, "percent": float(str(self.config.percent).removesuffix("pct"))}
         if self.data_variant is not None:
             fields["data_variant"] = self.data_variant
+        if self.data_manifests is not None:
+            fields["data_manifests"] = self.data_manifests
         return fields
 

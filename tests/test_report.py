@@ -404,7 +404,8 @@ def test_run_protocol_records_the_papers_lengths() -> None:
                                          "limit_eval_batches": None}, epochs=80, steps=18_800)
     assert full == {"name": "rebias_biased_mnist", "unit": "epochs", "trained": 80, "paper": 80,
                     "limit_train_batches": None, "limit_eval_batches": None, "batch_size": 256,
-                    "paper_batch_size": 256, "paper_length": True}
+                    "paper_batch_size": 256, "precision": "fp32", "paper_length": True}
+    assert run_protocol("biased_mnist", {"amp": "bf16"}, epochs=80, steps=18_800)["precision"] == "bf16"
     assert not run_protocol("biased_mnist", {"batch_size": 64}, epochs=80, steps=0)["paper_length"]
     assert run_protocol("biased_mnist", {"batch_size": 128}, epochs=80, steps=0, world_size=2)["paper_length"]
     disent = run_protocol("disent_bffhq", {"batch_size": 32}, epochs=100, steps=50_000)
@@ -428,7 +429,7 @@ def test_trainer_records_the_protocol_and_the_report_leaves_the_run_out(tmp_path
     results = json.loads((tmp_path / "runs" / "smoke" / "results.json").read_text())
     assert results["protocol"] == {"name": "rebias_biased_mnist", "unit": "epochs", "trained": 1, "paper": 80,
                                    "limit_train_batches": 2, "limit_eval_batches": 1, "batch_size": 16,
-                                   "paper_batch_size": 256, "paper_length": False}
+                                   "paper_batch_size": 256, "precision": "fp32", "paper_length": False}
     markdown = report.build_report(tmp_path / "runs", tmp_path / "out").markdown
     assert _table_rows(markdown)["Unbiased ρ=.990"][_column("ReBias")] == "–"
     assert "1 shortened or other-protocol run(s) left out (1/80 ep, 2 batches/ep, eval 1 batches, batch 16)" in markdown
@@ -445,7 +446,8 @@ def test_train_disent_records_its_protocol_and_data_variant(tmp_path: Path, fake
     results = json.loads((tmp_path / "runs" / "cmnist" / "lff" / "results.json").read_text())
     assert results["protocol"] == {"name": "lff_paper", "unit": "steps", "trained": 6, "paper": 23_500,
                                    "limit_train_batches": None, "limit_eval_batches": None, "batch_size": 256,
-                                   "paper_batch_size": 256, "data_variant": results["data_variant"],
+                                   "paper_batch_size": 256, "precision": "fp32",
+                                   "data_variant": results["data_variant"],
                                    "paper_length": False}
     run = report.parse_results(tmp_path / "runs" / "cmnist" / "lff" / "results.json")
     assert (run.paper_length, run.length) == (False, "lff_paper protocol, 6/23500 steps")

@@ -35,7 +35,7 @@ def captured_run_names(monkeypatch: pytest.MonkeyPatch, module, **flags) -> list
     """The run names (one per seed with --seeds) an entry script would write to, without training."""
     names: list[str] = []
 
-    def record(task: str, method: str, config: Munch, *args) -> None:
+    def record(task: str, method: str, config: Munch, *args, **kwargs) -> None:
         names.extend(config.get("seed_run_names") or [config.run_name])
 
     monkeypatch.setattr(module, "run_experiment", record)

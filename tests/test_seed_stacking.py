@@ -173,11 +173,14 @@ def test_seeds_option_gives_the_metrics_of_separate_runs(tmp_path, fake_mnist_ro
 
 
 @pytest.mark.slow
-def test_seeds_run_resumes_from_its_shared_checkpoint(tmp_path, fake_mnist_root):
+def test_seeds_run_resumes_from_its_shared_checkpoint(tmp_path, fake_mnist_root, monkeypatch):
+    from trainer import Trainer, TrainingInterrupted
+
     run(tmp_path / "straight", fake_mnist_root, "m", seeds="0,1")
-    one_epoch = {**SMALL, "n_epochs": 1}
-    main_biased_mnist.main(root=str(fake_mnist_root), save_dir=str(tmp_path / "resumed"), run_name="m", seeds="0,1",
-                           **one_epoch)
+    with monkeypatch.context() as patch:  # stopped after the first epoch, as by SIGTERM
+        patch.setattr(Trainer, "_stop_requested", lambda self: self.state.epoch >= 1)
+        with pytest.raises(TrainingInterrupted):
+            run(tmp_path / "resumed", fake_mnist_root, "m", seeds="0,1")
     run(tmp_path / "resumed", fake_mnist_root, "m", seeds="0,1", resume="auto")
     for seed in (0, 1):
         straight = load(tmp_path / "straight" / f"m_seed{seed}" / "results.json")

@@ -174,7 +174,7 @@ def test_median_sigma_adamp_cosine_and_wandb_offline(tmp_path, fake_mnist_root, 
 def test_nan_loss_stops_with_term_named_and_checkpoint(tmp_path, fake_mnist_root, monkeypatch):
     import torch.nn.functional as F
 
-    from trainer import NonFiniteLossError
+    from trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
     real_cross_entropy = F.cross_entropy
     calls = {"n": 0}
@@ -184,12 +184,15 @@ def test_nan_loss_stops_with_term_named_and_checkpoint(tmp_path, fake_mnist_root
         loss = real_cross_entropy(*args, **kwargs)
         return loss * float("nan") if calls["n"] > 12 else loss
 
-    run_in_process(tmp_path, fake_mnist_root, **dict(SMALL, n_epochs=1, f_lambda_outer=0, g_lambda_inner=0))
+    flags = dict(SMALL, n_epochs=2, f_lambda_outer=0, g_lambda_inner=0, limit_train_batches=12)
+    with monkeypatch.context() as patch:  # stopped after the first epoch, as by SIGTERM
+        patch.setattr(Trainer, "_stop_requested", lambda self: self.state.epoch >= 1)
+        with pytest.raises(TrainingInterrupted):
+            run_in_process(tmp_path, fake_mnist_root, **flags)
     good = load_checkpoint(tmp_path / "run" / "last.pth")
     monkeypatch.setattr(F, "cross_entropy", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"step \d+.*f_cls=nan"):
-        run_in_process(tmp_path, fake_mnist_root, **dict(SMALL, n_epochs=2, f_lambda_outer=0, g_lambda_inner=0,
-                                                         limit_train_batches=12, resume=True))
+        run_in_process(tmp_path, fake_mnist_root, **dict(flags, resume=True))
     assert list((tmp_path / "run").glob("nonfinite_step*.pth"))
     after = load_checkpoint(tmp_path / "run" / "last.pth")
     assert after["trainer"]["global_step"] == good["trainer"]["global_step"]

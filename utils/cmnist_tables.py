@@ -70,11 +70,31 @@ def _worst_group(per_cell: list[list[float | None]]) -> float | None:
     return min(cells) if cells else None
 
 
+class ResultsError(ValueError):
+    """A results.json that cannot be read, a Colored MNIST one without the entries the tables need, or a results
+    folder none of whose runs the tables show; the message names the file or folder."""
+
+
 def parse_run(path: Path) -> CMNISTRun | None:
-    """A Colored MNIST run of train_disent.py, or None for any other results.json."""
-    results = json.loads(Path(path).read_text())
+    """A Colored MNIST run of train_disent.py, or None for any other results.json; :class:`ResultsError` for a file
+    that is not JSON, not an object, or lacks what the tables read."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ResultsError(f"{path}: cannot be read as JSON ({error})") from None
+    if not isinstance(results, dict):
+        raise ResultsError(f"{path}: top level must be a JSON object, got {type(results).__name__}")
     if results.get("task") != "disent_cmnist":
         return None
+    try:
+        return _run_of(Path(path), results)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        raise ResultsError(f"{path}: not a complete results file of train_disent.py ({type(error).__name__}: "
+                           f"{error})") from None
+
+
+def _run_of(path: Path, results: dict[str, Any]) -> CMNISTRun:
+    """The numbers of a Colored MNIST results file (KeyError, TypeError, ... for missing or mistyped entries)."""
     config = results["config"]
     protocol = "lff_paper" if config.get("preset") == "lff_paper" else "disent"
     variant_source = results.get("data_variant") or config
@@ -91,12 +111,14 @@ def parse_run(path: Path) -> CMNISTRun | None:
     values = {"best_test": max(metrics[key] for metrics in history) if history else None,
               "last": results["final_metrics"][key], "best_valid": best_valid,
               "worst_group": _worst_group(results["per_cell_accuracy"]["test"])}
-    return CMNISTRun(Path(path), results["method"], float(results["percent"]), int(results["seed"]), protocol,
+    return CMNISTRun(path, results["method"], float(results["percent"]), int(results["seed"]), protocol,
                      variant, steps, paper_length, values)
 
 
 def load_runs(results_dir: str | Path) -> list[CMNISTRun]:
     """Every Colored MNIST run under ``results_dir`` (recursively), sorted by path."""
+    if not Path(results_dir).is_dir():
+        raise ResultsError(f"{results_dir}: not a directory")
     runs = [parse_run(path) for path in sorted(Path(results_dir).rglob("results.json"))]
     return [run for run in runs if run is not None]
 
@@ -243,6 +265,29 @@ def section_name(variant: str) -> str:
     return f"disent_cmnist_{variant.replace(':', '_')}"
 
 
+TABLE_PROTOCOLS = {"lff": "lff_paper", "cmnist": "disent"}
+"""The protocol of the runs each ``report.py lff|cmnist`` table set shows."""
+PROTOCOL_NAMES = {"lff_paper": "of LfF's protocol (python scripts/report.py lff reads them)",
+                  "disent": "of DisEnt's protocol (python scripts/report.py cmnist reads them)"}
+
+
+def left_out(runs: list[CMNISTRun], which: str) -> dict[str, int]:
+    """Why runs are not in the ``which`` ('lff' or 'cmnist') tables: ``{reason: number of runs}``."""
+    reasons: dict[str, int] = defaultdict(int)
+    for run in runs:
+        if run.protocol != TABLE_PROTOCOLS[which]:
+            reasons[PROTOCOL_NAMES[run.protocol]] += 1
+        elif not run.paper_length:
+            reasons[f"shortened (fewer steps than the protocol's {PROTOCOL_STEPS[run.protocol]} or limited "
+                    f"batches)"] += 1
+    return dict(reasons)
+
+
+def describe_left_out(reasons: dict[str, int]) -> str:
+    """E.g. ``3 run(s) of LfF's protocol (...); 1 run(s) shortened (...)``."""
+    return "; ".join(f"{count} run(s) {reason}" for reason, count in sorted(reasons.items()))
+
+
 def sections(runs: list[CMNISTRun], which: str) -> dict[str, str]:
     """The markdown tables of ``which``: 'lff' (LfF's table) or 'cmnist' (renderers at 1 pct, DisEnt per variant)."""
     if which == "lff":
@@ -252,8 +297,16 @@ def sections(runs: list[CMNISTRun], which: str) -> dict[str, str]:
 
 
 def build(results_dir: str | Path, out_dir: str | Path, which: str) -> dict[str, Any]:
-    """Write ``which`` ('lff' or 'cmnist') tables (markdown), CSV and plots into ``out_dir``; return the markdown."""
+    """Write ``which`` ('lff' or 'cmnist') tables (markdown), CSV and plots into ``out_dir``; return the markdown,
+    the runs and why runs were left out (:func:`left_out`). Nothing is written, and :class:`ResultsError` says why,
+    when no run would enter the tables."""
     runs = load_runs(results_dir)
+    reasons = left_out(runs, which)
+    if not runs:
+        raise ResultsError(f"{results_dir}: no Colored MNIST results.json (task disent_cmnist) found")
+    if sum(reasons.values()) == len(runs):
+        raise ResultsError(f"{results_dir}: every one of the {len(runs)} Colored MNIST runs was left out of the "
+                           f"{which} tables: {describe_left_out(reasons)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tables = sections(runs, which)
@@ -273,7 +326,7 @@ def build(results_dir: str | Path, out_dir: str | Path, which: str) -> dict[str,
     write_csv(runs, out / f"{which}_runs.csv")
     markdown = "".join(f"### {name}\n\n{table}\n" for name, table in tables.items())
     (out / f"{which}_tables.md").write_text(markdown)
-    return {"sections": tables, "markdown": markdown, "runs": runs}
+    return {"sections": tables, "markdown": markdown, "runs": runs, "left_out": reasons}
 
 
 README_SOURCES = {"lff_cmnist": ("results/lff_cmnist", "lff"),

@@ -1,9 +1,12 @@
 """Flag handling shared by the entry scripts: defaults + validation -> a Munch config, one-line errors."""
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import fire
 from munch import Munch
@@ -62,26 +65,78 @@ def require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def is_batch_limit(limit: Any) -> bool:
+    """Whether ``limit`` is a valid ``--limit_*_batches`` value: None, an int >= 1 or a float in (0, 1]."""
+    if limit is None:
+        return True
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)):
+        return False
+    return limit >= 1 if isinstance(limit, int) else 0 < limit <= 1
+
+
 def resolve_limit(limit: int | float | None, length: int) -> int:
     """Lightning-style limit: ``None`` = all batches, an int = that many, a float in (0, 1] = that fraction."""
+    if not is_batch_limit(limit):
+        raise ConfigError(f"a batch limit is an integer >= 1 or a fraction in (0, 1], got {limit!r}")
     if limit is None:
         return length
-    if isinstance(limit, float) and 0 < limit <= 1:
+    if isinstance(limit, float):
         return max(1, int(length * limit))
-    return min(int(limit), length)
+    return min(limit, length)
+
+
+def require_writable_dir(directory: str | os.PathLike, source: str) -> None:
+    """Raise :class:`ConfigError` unless files can be created in ``directory`` (or, when it does not exist yet, in
+    its nearest existing parent), so that a command refuses an unwritable output folder before any work; ``source``
+    names the flag it comes from in the message (e.g. ``--out results/x.json``)."""
+    existing = Path(directory).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    require(existing.is_dir(), f"{source}: '{existing}' is not a folder")
+    require(os.access(existing, os.W_OK | os.X_OK), f"{source}: cannot write into '{existing}' (permission denied)")
+
+
+WRITE_REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""errno values by which the system refuses to write a file (permissions, read-only or full disk, quota, size)."""
+
+
+def refused_write(error: BaseException) -> OSError | None:
+    """The :data:`WRITE_REFUSED` OSError that ``error`` is or was raised from (its ``__cause__``/``__context__``
+    chain: torch wraps a failed write of a checkpoint in a RuntimeError), or None."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in WRITE_REFUSED:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def run_cli(entry: Callable[..., Any], user_errors: tuple[type[BaseException], ...] = ()) -> None:
-    """Run ``entry`` with python-fire; :class:`ConfigError` (and ``user_errors``) become ``error: ...`` + exit 2.
-    ``--help`` / ``-h`` print the entry script's docstring (its flag list)."""
+    """Run ``entry`` with python-fire; :class:`ConfigError` (and ``user_errors``) become ``error: ...`` + exit 2, and
+    so does a write the system refuses (:func:`refused_write`: no permission, read-only or full disk), which the
+    atomic writes of utils/io.py leave without damage to earlier files. ``--help`` / ``-h`` print the entry script's
+    docstring (its flag list)."""
     if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
         print((sys.modules["__main__"].__doc__ or entry.__doc__ or "").strip())
         return
     try:
         fire.Fire(entry, serialize=lambda _: None)
     except (ConfigError, *user_errors) as error:
-        print(f"error: {one_line(str(error))}", file=sys.stderr)
-        sys.exit(2)
+        fail(one_line(str(error)))
+    except Exception as error:
+        refused = refused_write(error)
+        if refused is None:
+            raise
+        where = f": '{refused.filename}'" if refused.filename else " while writing the outputs"
+        fail(f"{refused.strerror or os.strerror(refused.errno)}{where}")
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with status 2 (a user error)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def one_line(message: str) -> str:

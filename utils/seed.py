@@ -27,18 +27,35 @@ def derived_seed(*keys: int) -> int:
                >> 1)
 
 
-def rng_states() -> dict:
-    """The global RNG states, for checkpoints."""
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+def rng_states() -> dict[str, Any]:
+    """The global RNG states, for checkpoints: tensors and plain numbers only (a checkpoint holds no other type)."""
+    version, python_state, gauss_next = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
+    states = {
+        "python": {"version": version, "state": torch.tensor(python_state, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+        "numpy": {"bit_generator": numpy_state["bit_generator"],
+                  "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                  "pos": int(numpy_state["state"]["pos"]), "has_gauss": int(numpy_state["has_gauss"]),
+                  "gauss": float(numpy_state["gauss"])},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
 
 
-def set_rng_states(states: dict) -> None:
-    """Restore states captured by :func:`rng_states`."""
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore states captured by :func:`rng_states`, or by its earlier layout (Python's and NumPy's own tuples)."""
+    python = states["python"]
+    if isinstance(python, dict):
+        python = (python["version"], tuple(python["state"].tolist()), python["gauss_next"])
+    random.setstate(python)
+    numpy = states["numpy"]
+    if isinstance(numpy, dict):
+        numpy = {"bit_generator": numpy["bit_generator"], "has_gauss": numpy["has_gauss"], "gauss": numpy["gauss"],
+                 "state": {"key": numpy["key"].numpy().astype(np.uint32), "pos": numpy["pos"]}}
+    np.random.set_state(numpy)
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
