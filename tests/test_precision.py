@@ -24,7 +24,7 @@ def features() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
-    return float((value.detach().double() - reference.double()).abs().max() / reference.detach().double().abs().max())
+    return float((value.detach().double() - reference.detach().double()).abs().max() / reference.detach().double().abs().max())
 
 
 def test_distances_and_hsic_under_autocast_equal_float32(features):
