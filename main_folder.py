@@ -118,18 +118,26 @@ def resolve(flags: dict[str, Any]) -> tuple[Munch, str]:
 
 
 DISENT_METHOD_FLAGS = {"train_ours": "disent", "train_vanilla": "vanilla", "train_lff": "lff"}
+ORIGINAL_LOGGING_FLAGS = ("log_freq", "save_freq")
+"""DisEnt's train.py flags that only set how often it logged and saved: accepted and ignored (this project logs
+every evaluation and checkpoints on its own schedule)."""
 
 
 def from_train_disent(flags: dict[str, Any]) -> dict[str, Any]:
     """``train_disent.py --dataset folder`` flags as main_folder.py flags: --train_ours/--train_vanilla/--train_lff
     -> --method, --num_steps in evaluations of --valid_freq steps, --use_lr_decay/--lr_decay_step -> StepLR every
-    lr_decay_step / valid_freq evaluations, --log_dir/--exp -> LOG_DIR/folder/EXP, DisEnt's weight decay (0);
-    every other flag is main_folder.py's."""
+    lr_decay_step / valid_freq evaluations, --log_dir/--exp -> LOG_DIR/folder/EXP, DisEnt's weight decay (0),
+    --log_freq/--save_freq ignored; every other flag is main_folder.py's."""
     flags = {key: value for key, value in flags.items() if key != "dataset"}
     chosen = [flag for flag in DISENT_METHOD_FLAGS if flags.pop(flag, False)]
     require(len(chosen) == 1, "choose exactly one of --train_ours, --train_vanilla, --train_lff")
     num_steps, valid_freq = flags.pop("num_steps", 50000), flags.pop("valid_freq", 500)
     decay_step = flags.pop("lr_decay_step", 10000)
+    for flag, value in (("num_steps", num_steps), ("valid_freq", valid_freq), ("lr_decay_step", decay_step)):
+        require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                f"--{flag} must be a positive integer, got {value!r}")
+    for flag in ORIGINAL_LOGGING_FLAGS:
+        flags.pop(flag, None)
     require(num_steps % valid_freq == 0 and (not flags.get("use_lr_decay") or decay_step % valid_freq == 0),
             "--dataset folder: --num_steps and --lr_decay_step must be multiples of --valid_freq")
     schedule = {"scheduler": "StepLR", "lr_step_size": decay_step // valid_freq} if flags.pop("use_lr_decay", False) \

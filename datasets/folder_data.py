@@ -138,8 +138,12 @@ Row = tuple[Path, str, "str | None"]
 
 
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of ``path`` as dicts; a short row is refused with its line number."""
     with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+        rows = list(csv.DictReader(handle))
+    for line, row in enumerate(rows, start=2):
+        require(None not in row.values(), f"'{path}' line {line}: fewer fields than the header's {len(row)}")
+    return rows
 
 
 def _require_columns(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
@@ -205,16 +209,22 @@ def read_waterbirds_layout(root: Path) -> dict[str, list[Row]]:
 def read_celeba_layout(root: Path, target_attr: str, bias_attr: str) -> dict[str, list[Row]]:
     """CelebA's attribute and partition lists; images in ``img_align_celeba/`` (or the folder itself)."""
     attributes_path, partition_path = root / CELEBA_ATTRIBUTES, root / CELEBA_PARTITION
-    if not partition_path.exists():
-        raise DataNotFoundError(f"'{partition_path}' not found: the celeba layout needs {CELEBA_ATTRIBUTES} and "
-                                f"{CELEBA_PARTITION}")
+    for needed in (attributes_path, partition_path):
+        if not needed.is_file():
+            raise DataNotFoundError(f"'{needed}' not found: the celeba layout needs {CELEBA_ATTRIBUTES} and "
+                                    f"{CELEBA_PARTITION}")
     lines = attributes_path.read_text().splitlines()
     require(len(lines) >= 2, f"'{attributes_path}' is too short: expected a count line and an attribute line")
     names = lines[1].split()
     for flag, attr in (("target_attr", target_attr), ("bias_attr", bias_attr)):
         require(attr in names, f"--{flag} {attr!r} is not an attribute of '{attributes_path}' (attributes: {names})")
     columns = names.index(target_attr), names.index(bias_attr)
-    partition = dict(line.split()[:2] for line in partition_path.read_text().splitlines() if line.strip())
+    partition = {}
+    for number, line in enumerate(partition_path.read_text().splitlines(), start=1):
+        if line.strip():
+            fields = line.split()
+            require(len(fields) >= 2, f"'{partition_path}' line {number}: expected an image name and 0, 1 or 2")
+            partition[fields[0]] = fields[1]
     images = root / "img_align_celeba" if (root / "img_align_celeba").is_dir() else root
     splits: dict[str, list[Row]] = {split: [] for split in SPLITS}
     for number, line in enumerate(lines[2:], start=3):
@@ -314,8 +324,7 @@ def image_size_of(table: FolderTable, image_size: int | None) -> int:
     (then every image must have that size, checked when it is decoded)."""
     if image_size is not None:
         return image_size
-    with Image.open(table.splits["train"].paths[0]) as image:
-        width, height = image.size
+    width, height = load_rgb(table.splits["train"].paths[0]).size
     require(width == height, f"'{table.splits['train'].paths[0]}' is {width}x{height}: pass --image_size to resize "
                              "every image to a square")
     return width

@@ -38,7 +38,8 @@ import torch
 from tqdm import tqdm
 
 from datasets.corruptions import CORRUPTIONS
-from datasets.mnist_io import DataNotFoundError
+from datasets.mnist_io import CorruptDataError, DataNotFoundError
+from utils.io import CheckpointError, safe_torch_load
 
 NUM_CLASSES = 10
 PERCENTS = (0.5, 1.0, 2.0, 5.0)
@@ -99,8 +100,14 @@ def load_lff_palette(path: str | os.PathLike | None = None) -> np.ndarray:
     if not path.exists():
         raise DataNotFoundError(f"LfF palette '{path}' not found: pass the path of LfF's data/resource/colors.th "
                                 f"(or use palette='hues')")
-    colours = torch.load(path, map_location="cpu", weights_only=True)
-    return colours.reshape(NUM_CLASSES, 3).numpy().astype(np.float32)
+    try:
+        colours = safe_torch_load(path)
+    except CheckpointError as error:
+        raise CorruptDataError(f"LfF palette: {error}") from None
+    if not isinstance(colours, torch.Tensor) or colours.numel() != NUM_CLASSES * 3:
+        raise CorruptDataError(f"LfF palette '{path}' holds {type(colours).__name__} "
+                               f"{tuple(getattr(colours, 'shape', ()))}, not {NUM_CLASSES}x3 colours")
+    return colours.reshape(NUM_CLASSES, 3).float().numpy().astype(np.float32)
 
 
 def palette_colours(palette: str = DEFAULT_PALETTE, colors_path: str | os.PathLike | None = None) -> np.ndarray:

@@ -27,6 +27,7 @@ from methods.base import Method, Phase
 from models.disent_models import DisEntPredictor, branch_inputs, feature_swap
 from optims import build_optimizer
 from tasks.disent import DisEntTask
+from utils.config import require
 from utils.distributed import prepare_network, unwrap
 from utils.seed import derived_seed
 
@@ -40,6 +41,9 @@ class StepBasedMethod(Method):
     decays_lr = False
 
     def __init__(self, config: Munch, task: DisEntTask, device: torch.device, networks: dict[str, nn.Module]):
+        require(config.get("amp") in (None, "none"),
+                f"--amp {config.get('amp')}: {type(self).name} trains in fp32 (the step-based methods take no "
+                "autocast; only ReBias and its baselines train under it), drop --amp")
         self.config = config
         self.networks = {name: prepare_network(net, device, config.channels_last, config.compile)
                          for name, net in networks.items()}
@@ -185,7 +189,7 @@ class LfF(EMAMethod):
         loss_debiased = (weights * ce_debiased).mean()
         loss = loss_bias + loss_debiased
         self._apply(loss)
-        return {"loss": loss.detach(), "loss_bias_gce": loss_bias.detach(), "loss_debiased": loss_debiased.detach(),
+        return {"loss": loss.detach(), f"loss_bias_{self.bias_loss}": loss_bias.detach(), "loss_debiased": loss_debiased.detach(),
                 "weight_mean": weights.mean()}
 
     def predictors(self) -> dict[str, nn.Module]:

@@ -103,7 +103,7 @@ def test_checkpoints_of_the_earlier_layout_still_load_and_restore(tmp_path):
     set_rng_states(load_checkpoint(tmp_path / "old.pth")["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1)) == expected
     torch.save({"meta": {}, "array": np.zeros(3)}, tmp_path / "float_array.pth")
-    with pytest.raises(CheckpointError, match="numpy.dtypes.Float64DType that a checkpoint may not contain"):
+    with pytest.raises(CheckpointError, match=r"of type numpy\.[\w.]+ that a checkpoint may not contain"):
         load_checkpoint(tmp_path / "float_array.pth")
 
 

@@ -273,3 +273,60 @@ def test_train_disent_routes_folder_datasets_to_the_folder_task(tmp_path):
     assert results["config"]["weight_decay"] == 0.0
     with pytest.raises(ConfigError, match="multiples of --valid_freq"):
         train_disent.main(dataset="folder", data_dir=str(root), train_lff=True, num_steps=5, valid_freq=2)
+
+
+def test_damaged_layouts_are_one_line_errors(tmp_path):
+    from datasets.folder_data import DataNotFoundError, image_size_of
+    from datasets.image_io import UnreadableImageError
+
+    root = csv_dataset(tmp_path / "short")
+    with open(root / "metadata.csv", "a") as handle:
+        handle.write("a.png,train\n")
+    with pytest.raises(ConfigError, match=r"metadata.csv' line \d+: fewer fields"):
+        read_folder(root)
+    celeba = tmp_path / "celeba"
+    celeba.mkdir()
+    (celeba / "list_attr_celeba.txt").write_text("1\nBlond_Hair Male\n000001.jpg 1 1\n")
+    with pytest.raises(DataNotFoundError, match="list_eval_partition.txt' not found"):
+        read_folder(celeba, target_attr="Blond_Hair", bias_attr="Male")
+    (celeba / "list_eval_partition.txt").write_text("000001.jpg\n")
+    with pytest.raises(ConfigError, match="list_eval_partition.txt' line 1: expected an image name"):
+        read_folder(celeba, target_attr="Blond_Hair", bias_attr="Male")
+    unreadable = csv_dataset(tmp_path / "unreadable")
+    table = read_folder(unreadable)
+    table.splits["train"].paths[0].write_bytes(b"not an image")
+    with pytest.raises(UnreadableImageError, match="cannot read image"):
+        image_size_of(table, None)
+
+
+def test_train_disent_folder_flags_checked_and_logging_flags_ignored(tmp_path):
+    import train_disent
+
+    root = csv_dataset(tmp_path / "data")
+    with pytest.raises(ConfigError, match="--valid_freq must be a positive integer"):
+        train_disent.main(dataset="folder", data_dir=str(root), train_lff=True, num_steps=4, valid_freq=0)
+    flags = main_folder.from_train_disent({"dataset": "folder", "train_lff": True, "num_steps": 4, "valid_freq": 2,
+                                           "log_freq": 10, "save_freq": 10})
+    assert "log_freq" not in flags and "save_freq" not in flags and flags["n_epochs"] == 2
+
+
+@pytest.mark.slow
+def test_folder_sweep_skips_finished_and_busy_runs(tmp_path):
+    import fcntl
+    import subprocess
+
+    root = csv_dataset(tmp_path / "data")
+    out = tmp_path / "out"
+    flags = " ".join(f"--{key} {value}" for key, value in SHORT.items())
+    env = {**__import__("os").environ, "DATA": str(root), "OUT": str(out), "METHODS": "vanilla lff", "FLAGS": flags}
+    out.mkdir()
+    with open(out / "lff_seed0.lock", "w") as held:  # another sweep trains lff_seed0
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        first = subprocess.run(["bash", "scripts/folder_sweep.sh"], env=env, capture_output=True, text=True,
+                               timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (out / "vanilla_seed0" / "results.json").is_file() and not (out / "lff_seed0").exists()
+    assert f"busy {out}/lff_seed0" in first.stdout
+    second = subprocess.run(["bash", "scripts/folder_sweep.sh"], env={**env, "METHODS": "vanilla"}, capture_output=True,
+                            text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert second.returncode == 0 and f"done {out}/vanilla_seed0" in second.stdout

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from datasets.corruptions import CORRUPTIONS
 from datasets.lff_protocols import (COLOUR_NOISE_STD, HUES_PALETTE, PERCENTS, TEST_ALIGNED_RATIO, TYPE0_CORRUPTIONS,
@@ -126,3 +127,16 @@ def test_type0_corruption_dispatch_and_severity_mapping(tmp_path):
     for i, b in enumerate(bias):
         assert np.array_equal(out[i], CORRUPTIONS[TYPE0_CORRUPTIONS[b]](images[i], 5, children[i]))
     assert np.array_equal(out, corrupt_type0(images, bias, 4, np.random.default_rng(1)))
+
+
+def test_a_damaged_palette_file_is_one_line(tmp_path):
+    from datasets.mnist_io import CorruptDataError
+
+    (tmp_path / "garbage.th").write_bytes(b"not a checkpoint")
+    with pytest.raises(CorruptDataError, match="LfF palette: checkpoint .* is truncated or corrupt"):
+        load_lff_palette(tmp_path / "garbage.th")
+    torch.save(torch.zeros(4, 3), tmp_path / "short.th")
+    with pytest.raises(CorruptDataError, match=r"holds Tensor \(4, 3\), not 10x3 colours"):
+        load_lff_palette(tmp_path / "short.th")
+    torch.save(torch.full((10, 3), 0.5), tmp_path / "grey.th")
+    assert np.array_equal(load_lff_palette(tmp_path / "grey.th"), np.full((10, 3), 0.5, dtype=np.float32))

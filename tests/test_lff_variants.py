@@ -90,8 +90,8 @@ def test_ce_changes_only_the_biased_networks_loss():
     log_gce, log_ce = gce.training_step(first, PHASE), ce.training_step(first, PHASE)
     # f_b's loss is the plain mean cross-entropy ...
     expected = F.cross_entropy(bias_before(first.x), first.target)
-    assert torch.allclose(log_ce["loss_bias_gce"], expected, rtol=0, atol=1e-7)
-    assert not torch.allclose(log_gce["loss_bias_gce"], log_ce["loss_bias_gce"])
+    assert torch.allclose(log_ce["loss_bias_ce"], expected, rtol=0, atol=1e-7) and "loss_bias_gce" not in log_ce
+    assert not torch.allclose(log_gce["loss_bias_gce"], log_ce["loss_bias_ce"])
     # ... while the weights W and f_d's loss are those of the default step (W comes from detached CEs),
     assert torch.equal(log_gce["weight_mean"], log_ce["weight_mean"])
     assert torch.equal(log_gce["loss_debiased"], log_ce["loss_debiased"])
@@ -129,3 +129,10 @@ def test_unknown_bias_loss_is_refused():
         validate_variant(config(lff_bias_loss="mse"))
     with pytest.raises(ValueError, match="lff_bias_loss"):
         method(lff_bias_loss="mse")
+
+
+def test_step_methods_refuse_bf16_they_would_not_train_in():
+    """The step methods take no autocast: a bf16 run would be recorded as bf16 while training in fp32."""
+    with pytest.raises(ConfigError, match="trains in fp32"):
+        method(amp="bf16")
+    assert method(amp="none").bias_loss == "gce"

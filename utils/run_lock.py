@@ -4,6 +4,8 @@ The sweep scripts take the same lock with ``flock -n <run_dir>.lock python ...``
 inherits that lock's descriptor and finds it among its own (:func:`_held_descriptor`), so both agree without a
 second file. A lock this process took itself is removed when released, with the directories it created for it;
 the file's inode is checked after locking, so that a process that opened a file removed meanwhile tries again.
+Under torchrun only the main process takes the lock, itself: torchrun starts its workers without inherited
+descriptors, so a script must not wrap ``torchrun`` in ``flock`` on the run's lock (the run would find it held).
 """
 from __future__ import annotations
 
