@@ -41,9 +41,9 @@ from datasets.tensor_loader import Batch  # noqa: E402
 from evaluator import evaluate  # noqa: E402
 from experiment import resolve_device  # noqa: E402
 from methods import METHODS  # noqa: E402
+from reports.cmnist_tables import PROTOCOL_STEPS, load_runs  # noqa: E402
 from tasks import TASKS  # noqa: E402
 from train_disent import DEFAULTS, PRESETS  # noqa: E402
-from utils.cmnist_tables import PROTOCOL_STEPS, load_runs  # noqa: E402
 
 CASES = {
     "Vanilla (DisEnt)": ("vanilla_disent", {"lr": 0.01}),

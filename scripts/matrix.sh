@@ -6,7 +6,8 @@
 #
 # Skip-if-done and resumable: a cell whose results.json exists is skipped, an interrupted one continues from its
 # last.pth (--resume auto), and parallel or concurrent sweeps never run the same cell twice: each takes the cell's
-# <run_dir>.lock with flock, the lock every run holds itself (utils/run_lock.py; the child inherits the sweep's).
+# <run_dir>.lock with flock, the lock every run holds itself (utils/run_lock.py; the child inherits the sweep's;
+# a shared cell's paper-table script takes it itself).
 # Cells of the benchmarks' own papers (MLP family: Vanilla/LfF on LfF's protocol, Vanilla/LfF/DisEnt on DisEnt's)
 # run through the paper tables' scripts and are shared with those tables. Seed-major order: seed 0 everywhere first.
 # Variant rows (utils/matrix.py VARIANTS, e.g. the MLP family's rebias_median) run only when METHODS names them.
@@ -49,7 +50,11 @@ while IFS=$'\t' read -r results command; do
   echo "run  $command"
   mkdir -p "$(dirname "$(dirname "$results")")"
   check="test -f $(printf %q "$results") && echo 'skip: finished meanwhile' || $command"
-  printf 'flock -n -E 75 %q bash -c %q || [ $? -eq 75 ]\n' "$(dirname "$results").lock" "$check" >>"$jobs_file"
+  if [[ "$command" == "$PYTHON main_matrix.py "* ]]; then
+    printf 'flock -n -E 75 %q bash -c %q || [ $? -eq 75 ]\n' "$(dirname "$results").lock" "$check" >>"$jobs_file"
+  else  # a shared cell: the paper table's script takes the run's lock itself (holding it here would skip the run)
+    printf 'bash -c %q\n' "$check" >>"$jobs_file"
+  fi
 done <<<"$plan"
 
 OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS xargs -P "$JOBS" -I{} -d '\n' bash -c '{}' <"$jobs_file"

@@ -15,7 +15,7 @@ from datasets.lff_protocols import (COLOUR_NOISE_STD, FIGURE_THRESHOLD, colour_b
                                     render_digits)
 from datasets.make_disent_data import CMNIST_PRESETS, cmnist
 from models.disent_models import DISENT_MODELS
-from utils import cmnist_tables
+from reports import cmnist_tables, readme
 from utils.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,6 +181,6 @@ def test_readme_tables_are_generated_from_the_committed_results():
 def test_readme_check_fails_when_a_table_drifts(tmp_path):
     text = (REPO / "README.md").read_text()
     name = "lff_cmnist"
-    start = text.index(cmnist_tables.BEGIN.format(name=name))
+    start = text.index(readme.BEGIN.format(name=name))
     drifted = text[:start] + text[start:].replace("(n=", "(n = ", 1)
-    assert cmnist_tables.regenerate_readme(drifted, REPO) == text
+    assert readme.regenerate_readme(drifted, REPO) == text

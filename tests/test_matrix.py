@@ -17,10 +17,10 @@ from datasets.disent_data import DataMismatchError, load_split_tensor
 from datasets.make_disent_data import cmnist
 from models.matrix_models import MATRIX_MODELS, ColourHistogramNet, ConvClassifier
 from models.mnist_models import SimpleConvNet
+from reports import matrix_report
 from tasks.disent import to_unit_range
 from tasks.matrix import MatrixTask
 from tests.test_sweep_scripts import FAKE_PYTHON, flag
-from utils import matrix_report
 from utils.config import ConfigError
 from utils.matrix import (BENCHMARKS, DISENT_CURR_STEP_FRACTION, FAMILIES, FG_RECIPES, STEP_RECIPES,
                           TRAINED_METHODS, VARIANTS, cell, method_settings, own_settings, rows)
@@ -278,14 +278,14 @@ def test_matrix_report_from_synthetic_results(tmp_path):
     table_rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table.splitlines()[2:10]}
     assert table_rows["Vanilla"][0] == "32.0 ± 2.8 (n=2)" and table_rows["Biased"][0] == "11.0 ± 1.4 (n=2)"
     assert table_rows["ReBias"][0] == "60.0 ± – (n=1)"
-    assert table_rows["DisEnt"][3].rstrip(" |") == "75.5 ± – (n=1) [paper 81.3] †"
+    assert table_rows["DisEnt"][3].rstrip(" |") == "75.5 ± – (n=1) [paper, unverified 81.3] †"
     assert table_rows["RUBi"][0] == "missing" and all("0.0" not in value for value in table_rows["RUBi"])
     assert "1 finished run(s) not at the matrix's length" in table and "[paper X]" in table
     out = tmp_path / "report"
     matrix_report.build("mlp", out, tmp_path, root=str(tmp_path / "results/matrix"))
     assert {p.name for p in out.iterdir()} == {"matrix_mlp.md", "matrix_mlp.csv", "matrix_mlp_heatmap.png"}
     csv_rows = (out / "matrix_mlp.csv").read_text().splitlines()
-    assert "mlp,biased_mnist_rho0.997,RUBi,,,0,,," in csv_rows
+    assert "mlp,biased_mnist_rho0.997,RUBi,,,0,,,," in csv_rows
 
 
 def test_matrix_report_refuses_a_run_of_another_cell(tmp_path):
@@ -445,3 +445,20 @@ def test_runs_flush_denormals_on_the_cpu_unless_told_not_to(tmp_path, cmnist_dir
     assert calls == ([True, False] if flush else [False])
     results = json.loads(next(tmp_path.glob("vanilla_*/results.json")).read_text())
     assert [record["lr_f"] for record in results["history"]] == [1e-3] * 3
+
+
+def test_matrix_script_leaves_a_shared_cells_lock_to_its_paper_table_script(tmp_path):
+    """A shared cell's command is a paper table's script, which takes the run's lock itself: the matrix sweep must
+    not hold it around that command (the inner script would find it held and skip the run)."""
+    run_dir = tmp_path / "lff_cmnist" / "vanilla_seed0"
+    marker = tmp_path / "trained"
+    inner = f"flock -n -E 75 {run_dir}.lock touch {marker}"
+    fake = tmp_path / "fake_python"
+    fake.write_text("#!/usr/bin/env bash\n"
+                    f"if [[ \"$3\" == plan ]]; then printf '%s\\t%s\\n' '{run_dir}/results.json' 'bash -c \"{inner}\"'; fi\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "OUT": str(tmp_path / "out"), "REPORT": "0", "DEVICE": "cpu"}
+    result = subprocess.run(["bash", "scripts/matrix.sh"], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert marker.exists()

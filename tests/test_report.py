@@ -111,12 +111,13 @@ def test_csv_rows(results_dir: Path, tmp_path: Path) -> None:
     report.build_report(results_dir, tmp_path / "out")
     with open(tmp_path / "out" / "biased_mnist_table.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
-    assert list(rows[0]) == ["task", "method", "rho", "metric", "mean", "std", "n", "paper", "diff", "runs"]
+    assert list(rows[0]) == ["task", "method", "rho", "metric", "mean", "std", "n", "paper", "diff", "runs",
+                             "paper_verified"]
     assert len(rows) == 3 * 5 * 5 and {row["runs"] for row in rows} == {"paper-length"}
     by_key = {(row["method"], row["rho"], row["metric"]): row for row in rows}
     vanilla = by_key[("Vanilla", "0.997", "unbiased")]
     assert (float(vanilla["mean"]), float(vanilla["std"]), int(vanilla["n"])) == (33.0, 3.0, 3)
-    assert float(vanilla["paper"]) == 33.4
+    assert float(vanilla["paper"]) == 33.4 and vanilla["paper_verified"] == "yes"
     assert float(vanilla["diff"]) == pytest.approx(-0.4)
     rebias = by_key[("ReBias", "0.999", "unbiased")]
     assert (float(rebias["mean"]), rebias["std"], int(rebias["n"])) == (20.0, "", 1)
@@ -390,8 +391,8 @@ def test_disent_table_worst_group_and_other_protocols(tmp_path: Path) -> None:
         ("Vanilla", False, "5000/50000 steps")}
     rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.strip("|").split("|")[1:]]
             for line in report.build_report(root, tmp_path / "out").markdown.splitlines() if line.startswith("| ")}
-    assert rows["Unbiased conflicting %=1"] == ["–", "52.1", "–", "–", "61.9", "–", "82.0 ± 1.4 (n=2)", "81.3",
-                                               "+0.7"]
+    assert rows["Unbiased conflicting %=1"] == ["–", "52.1 (unverified)", "–", "–", "61.9 (unverified)", "–",
+                                               "82.0 ± 1.4 (n=2)", "81.3 (unverified)", "+0.7"]
     assert rows["Worst-group conflicting %=1"] == ["–"] * 6 + ["72.5 ± 2.8 (n=2)", "–", "–"]
     markdown = report.build_report(root, tmp_path / "out2", include_shortened=True).markdown
     assert "70.0* (lff_paper protocol, 23500/23500 steps)" in markdown and "40.0* (5000/50000 steps)" in markdown

@@ -1,6 +1,6 @@
 """The comparison matrix: every method on every MNIST-family benchmark (benchmarks, architecture families, method
 settings, and where each cell's results.json lives). Pure Python (no torch): main_matrix.py, scripts/matrix.sh and
-``scripts/report.py matrix`` all read it.
+``scripts/report.py matrix`` all read it; reading a cell's number and the table are reports/matrix_report.py's.
 
 A **benchmark** fixes the data, the training length, the optimiser settings every method shares (the benchmark
 paper's Vanilla: learning rate, weight decay, learning-rate schedule, batch size) and the metric: f's unbiased
@@ -303,19 +303,6 @@ def cells(family: str, seeds: list[int], benchmarks: list[str] | None = None, me
         for benchmark in benchmarks or BENCHMARKS:
             for method in methods or METHODS:
                 yield cell(family, benchmark, method, seed, root, mnist_root, python)
-
-
-def cell_value(results: Mapping[str, Any], predictor: str, benchmark: Benchmark) -> float | None:
-    """A cell's number from its run's results.json: the unbiased accuracy of ``predictor`` ('f' or 'g_0') at the
-    end of training (``final_metrics``, not the model selected on validation or test)."""
-    if predictor == "f":
-        metrics = results.get("final_metrics") or {}
-    else:
-        g_metrics = results.get("g_metrics") or []
-        index = int(predictor.removeprefix("g_"))
-        metrics = g_metrics[index] if index < len(g_metrics) else {}
-    value = metrics.get(benchmark.unbiased_split)
-    return float(value) if value is not None else None
 
 
 # ------------------------------------------------------------------------------------------------ the CLI

@@ -4,8 +4,10 @@ the results.json each cell names (utils/matrix.py), as markdown, CSV and a heatm
 A cell is ``mean ± std (n=seeds)`` of the unbiased accuracy at the end of training over the seeds whose run is
 finished and has the matrix's protocol (paper-length: full length, batch 256, no limit flags); a cell with no such
 run reads ``missing`` (never 0). ``[paper X]`` follows the mean where a paper reported that exact cell (same
-architecture and protocol). A run whose results.json describes another benchmark, family or method than its cell
-is an error, not a number.
+architecture and protocol), ``[paper, unverified X]`` where that number is not checked against its source
+(reports/paper_numbers.py). A run whose results.json describes another benchmark, family or method than its cell
+is an error, not a number. The matrix's declarations (benchmarks, families, methods, where each cell's run lives)
+are utils/matrix.py's, shared with main_matrix.py and scripts/matrix.sh.
 """
 from __future__ import annotations
 
@@ -20,10 +22,11 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from utils.cmnist_tables import DISENT_PAPER, LFF_PAPER
-from utils.matrix import (BENCHMARKS, FAMILIES, METHODS, VARIANTS, Cell, base_method, cell, cell_value,
-                          own_settings, rows)
-from utils.paper_numbers import REBIAS_TABLE1_UNBIASED
+from collections.abc import Mapping
+
+from reports.paper_numbers import DISENT_TABLE1, LFF_CMNIST, REBIAS_TABLE1, PaperNumber
+from utils.matrix import (BENCHMARKS, FAMILIES, METHODS, VARIANTS, Benchmark, Cell, base_method, cell, own_settings,
+                          rows)
 
 MISSING = "missing"
 DEFAULT_SEEDS = (0, 1, 2)
@@ -35,17 +38,36 @@ class MatrixError(ValueError):
     """A cell's results.json does not describe that cell."""
 
 
-def paper_value(family: str, benchmark: str, method: str) -> float | None:
-    """The number a paper reported for exactly this cell (architecture and protocol), or None."""
+def paper_number(family: str, benchmark: str, method: str) -> PaperNumber | None:
+    """The record of the number a paper reported for exactly this cell (architecture and protocol), or None."""
     bench = BENCHMARKS[benchmark]
     name = rows(family)[method]
-    if family == "mlp" and benchmark == "cmnist_lff_1pct" and name in LFF_PAPER:
-        return LFF_PAPER[name][1.0][0]
-    if family == "mlp" and benchmark == "cmnist_disent_1pct" and name in DISENT_PAPER:
-        return DISENT_PAPER[name][1.0][0]
-    if family == "conv" and bench.source == "biased_mnist" and name in REBIAS_TABLE1_UNBIASED:
-        return REBIAS_TABLE1_UNBIASED[name].get(bench.rho)
+    if family == "mlp" and benchmark == "cmnist_lff_1pct" and name in LFF_CMNIST:
+        return LFF_CMNIST[name][1.0]
+    if family == "mlp" and benchmark == "cmnist_disent_1pct" and name in DISENT_TABLE1["cmnist"]:
+        return DISENT_TABLE1["cmnist"][name][1.0]
+    if family == "conv" and bench.source == "biased_mnist":
+        return REBIAS_TABLE1.get(("unbiased", bench.rho, name))
     return None
+
+
+def paper_value(family: str, benchmark: str, method: str) -> float | None:
+    """The number a paper reported for exactly this cell (architecture and protocol), or None."""
+    number = paper_number(family, benchmark, method)
+    return None if number is None else number.value
+
+
+def cell_value(results: Mapping[str, Any], predictor: str, benchmark: Benchmark) -> float | None:
+    """A cell's number from its run's results.json: the unbiased accuracy of ``predictor`` ('f' or 'g_0') at the
+    end of training (``final_metrics``, not the model selected on validation or test)."""
+    if predictor == "f":
+        metrics = results.get("final_metrics") or {}
+    else:
+        g_metrics = results.get("g_metrics") or []
+        index = int(predictor.removeprefix("g_"))
+        metrics = g_metrics[index] if index < len(g_metrics) else {}
+    value = metrics.get(benchmark.unbiased_split)
+    return float(value) if value is not None else None
 
 
 SHARED_BACKBONES = {"cmnist_lff_1pct": "mlp_lff", "cmnist_disent_1pct": None}
@@ -105,7 +127,8 @@ class MatrixCell:
     shortened: int = 0
     shared_with: str | None = None
 
-    def text(self, paper: float | None) -> str:
+    def text(self, paper: PaperNumber | None) -> str:
+        """``mean ± std (n=k)``, then ``[paper X]`` or ``[paper, unverified X]`` (the paper's mean) and ``†``."""
         if not self.values:
             return MISSING
         numbers = list(self.values.values())
@@ -113,7 +136,7 @@ class MatrixCell:
         std = f"{statistics.stdev(numbers):.1f}" if len(numbers) > 1 else "–"
         text = f"{mean:.1f} ± {std} (n={len(numbers)})"
         if paper is not None:
-            text += f" [paper {paper:.1f}]"
+            text += f" [{paper.label()} {paper.value:.1f}]"
         return text + (" †" if self.shared_with else "")
 
     @property
@@ -146,22 +169,27 @@ def collect(family: str, repo: str | Path = ".", seeds: tuple[int, ...] = DEFAUL
     return collected
 
 
-def render(family: str, collected: dict[tuple[str, str], MatrixCell]) -> str:
-    """The markdown table with its notes."""
-    benchmarks = list(BENCHMARKS)
+def render(family: str, collected: dict[tuple[str, str], MatrixCell], benchmarks: list[str] | None = None) -> str:
+    """The markdown table with its notes (``benchmarks``: the columns, default all)."""
+    benchmarks = list(benchmarks or BENCHMARKS)
     lines = ["| method | " + " | ".join(BENCHMARKS[name].title for name in benchmarks) + " |",
              "|---|" + "---|" * len(benchmarks)]
     for method, title in rows(family).items():
-        row = [collected[(name, method)].text(paper_value(family, name, method)) for name in benchmarks]
+        row = [collected[(name, method)].text(paper_number(family, name, method)) for name in benchmarks]
         lines.append(f"| {title} | " + " | ".join(row) + " |")
-    shortened = sum(entry.shortened for entry in collected.values())
+    shown = {key: entry for key, entry in collected.items() if key[0] in benchmarks}
+    shortened = sum(entry.shortened for entry in shown.values())
     notes = [f"Family: {FAMILIES[family].title}. Unbiased accuracy (%) of f after the last step (Biased: of g), "
              "mean ± std over seeds (n); `missing`: no finished paper-length run yet."]
-    if any(paper_value(family, b, m) is not None for b, m in collected):
+    if any(paper_value(family, b, m) is not None for b, m in collected if b in benchmarks):
         notes.append("[paper X]: the paper's number for exactly this cell, measured with the paper's own protocol: "
                      "last step for LfF, final epoch for ReBias, but for DisEnt's Table 1 the best test accuracy "
                      "over training (selected on test), which favours it over this table's last step.")
-    if any(entry.shared_with for entry in collected.values()):
+    if any(paper_number(family, b, m) is not None and not paper_number(family, b, m).is_verified()
+           for b, m in collected if b in benchmarks and collected[(b, m)].values):
+        notes.append("[paper, unverified X]: a paper number not checked against the paper or a later paper that "
+                     "re-reports it; reports/paper_numbers.py records each number's source and check.")
+    if any(entry.shared_with for entry in shown.values()):
         notes.append("†: the run of the paper's own table (same command, shared, not retrained).")
     for name, variant in VARIANTS.items():
         if family in variant.families:
@@ -175,17 +203,21 @@ def render(family: str, collected: dict[tuple[str, str], MatrixCell]) -> str:
 
 
 def write_csv(family: str, collected: dict[tuple[str, str], MatrixCell], path: Path) -> None:
+    """One row per cell; ``paper_verified`` is ``yes``/``no`` where the cell has a paper number (empty otherwise)."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["family", "benchmark", "method", "mean", "std", "n", "seeds", "paper", "shared_with"])
+        writer.writerow(["family", "benchmark", "method", "mean", "std", "n", "seeds", "paper", "shared_with",
+                         "paper_verified"])
         titles = rows(family)
         for (benchmark, method), entry in collected.items():
             values = list(entry.values.values())
             paper = paper_value(family, benchmark, method)
+            number = paper_number(family, benchmark, method)
             writer.writerow([family, benchmark, titles[method], f"{entry.mean:.4f}" if values else "",
                              f"{statistics.stdev(values):.4f}" if len(values) > 1 else "", len(values),
                              " ".join(map(str, entry.values)), "" if paper is None else paper,
-                             entry.shared_with or ""])
+                             entry.shared_with or "",
+                             "" if number is None else "yes" if number.is_verified() else "no"])
 
 
 def plot_heatmap(family: str, collected: dict[tuple[str, str], MatrixCell], path: Path) -> None:

@@ -12,7 +12,9 @@ Every protocol value of a run comes from its own ``results.json`` (the evaluatio
 
 The headline accuracy is plain test accuracy for DisEnt's protocol and the mean over the 10 x 10 (digit, colour)
 cells for LfF's (its "unbiased" accuracy). Only paper-length runs (the protocol's full step count, no limit flags)
-enter the tables; the others are counted in a footnote.
+enter the tables; the others are counted in a footnote. The paper rows come from reports/paper_numbers.py; a paper
+cell whose record (mean and std) is not verified is marked ``(unverified)``. The README's generated blocks are
+filled by reports/readme.py.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reports.paper_numbers import DISENT_PAPER, DISENT_TABLE1, LFF_CMNIST, LFF_PAPER, PaperNumber
 from utils.protocol import paper_protocol, run_protocol
 
 PROTOCOL_STEPS = {name: paper_protocol("disent_cmnist", {"preset": preset}).length
@@ -37,19 +40,6 @@ PROTOCOL_LABELS = {
     "best_valid": "best valid (selected on valid)",
     "worst_group": "worst group, last step",
 }
-DISENT_PAPER = {
-    "Vanilla": {0.5: (35.19, 3.49), 1.0: (52.09, 2.88), 2.0: (65.86, 3.59), 5.0: (82.17, 0.74)},
-    "LfF": {0.5: (52.50, 2.43), 1.0: (61.89, 4.97), 2.0: (71.03, 1.57), 5.0: (84.79, 1.09)},
-    "DisEnt": {0.5: (65.22, 1.37), 1.0: (81.30, 0.70), 2.0: (84.79, 0.95), 5.0: (89.66, 1.09)},
-}
-"""DisEnt Table 1, Colored MNIST (mean, std): the spec's recollection (disent_spec §7), not checked against the PDF."""
-LFF_PAPER = {
-    "Vanilla": {5.0: (77.63, 0.44), 2.0: (62.29, 1.47), 1.0: (50.34, 0.16), 0.5: (35.34, 0.13)},
-    "LfF": {5.0: (85.39, 0.94), 2.0: (80.48, 0.45), 1.0: (74.01, 2.21), 0.5: (63.39, 1.97)},
-}
-"""LfF's Colored MNIST table (mean, std) by conflicting percentage: the spec's recollection, not verified."""
-
-
 @dataclass(frozen=True)
 class CMNISTRun:
     """The numbers of one Colored MNIST run that the tables use."""
@@ -158,8 +148,23 @@ def summarise(runs: list[CMNISTRun], protocol_value: str) -> dict[tuple[str, str
     return {key: Summary(tuple(values)) for key, values in grouped.items()}
 
 
-def _paper(value: tuple[float, float] | None) -> str:
-    return "–" if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
+UNVERIFIED_MARK = " (unverified)"
+UNVERIFIED_NOTE = ("`(unverified)`: a paper number whose mean or std is not checked against the paper or a later "
+                   "paper that re-reports it; reports/paper_numbers.py records each number's source and check.")
+
+
+def _paper(number: PaperNumber | None) -> str:
+    """``mean ± std`` of a paper cell, then ``(unverified)`` unless mean and std are verified (the row or column says
+    ``paper``, so the cell reads "paper" or "paper, unverified"); ``–`` without one."""
+    if number is None:
+        return "–"
+    text = f"{number.value:.2f} ± {number.std:.2f}"
+    return text if number.is_verified(with_std=True) else text + UNVERIFIED_MARK
+
+
+def _unverified_note(numbers: list[PaperNumber | None]) -> str:
+    shown = [number for number in numbers if number is not None]
+    return "" if all(number.is_verified(with_std=True) for number in shown) else f"\n{UNVERIFIED_NOTE}\n"
 
 
 def _footnote(runs: list[CMNISTRun]) -> str:
@@ -171,33 +176,34 @@ def _footnote(runs: list[CMNISTRun]) -> str:
 
 
 def _ratio_table(runs: list[CMNISTRun], variant: str, methods: tuple[str, ...], protocols: tuple[str, ...],
-                 paper: dict[str, dict[float, tuple[float, float]]], paper_label: str,
-                 header: tuple[str, ...]) -> str:
+                 paper: dict[str, dict[float, PaperNumber]], paper_label: str, header: tuple[str, ...],
+                 percents: tuple[float, ...] = PERCENTS) -> str:
     summaries = {protocol: summarise(runs, protocol) for protocol in protocols}
     lines = ["| method | numbers | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
     for method in methods:
         lines.append(f"| {method} | {paper_label} | "
-                     + " | ".join(_paper(paper.get(method, {}).get(p)) for p in PERCENTS) + " |")
+                     + " | ".join(_paper(paper.get(method, {}).get(p)) for p in percents) + " |")
         for protocol in protocols:
-            cells = [summaries[protocol].get((variant, method, percent), Summary(())).format() for percent in PERCENTS]
+            cells = [summaries[protocol].get((variant, method, percent), Summary(())).format() for percent in percents]
             lines.append(f"| {method} | {PROTOCOL_LABELS[protocol]} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    shown = [paper.get(method, {}).get(p) for method in methods for p in percents]
+    return "\n".join(lines) + "\n" + _unverified_note(shown)
 
 
-def lff_table(runs: list[CMNISTRun]) -> str:
+def lff_table(runs: list[CMNISTRun], percents: tuple[float, ...] = PERCENTS) -> str:
     """LfF's own Colored MNIST table: unbiased (cell-mean) test accuracy, LfF's protocol, beside the paper."""
     runs = [run for run in runs if run.protocol == "lff_paper"]
-    header = tuple(f"{100 - p:g} % aligned ({p:g} % conflicting)" for p in PERCENTS)
-    return _ratio_table(runs, "lff:lff", ("Vanilla", "LfF"), ("last", "best_test", "worst_group"), LFF_PAPER,
-                        "paper (LfF, recalled, unverified)", header) + _footnote(runs)
+    header = tuple(f"{100 - p:g} % aligned ({p:g} % conflicting)" for p in percents)
+    return _ratio_table(runs, "lff:lff", ("Vanilla", "LfF"), ("last", "best_test", "worst_group"), LFF_CMNIST,
+                        "paper (LfF)", header, percents) + _footnote(runs)
 
 
-def disent_table(runs: list[CMNISTRun], variant: str) -> str:
+def disent_table(runs: list[CMNISTRun], variant: str, percents: tuple[float, ...] = PERCENTS) -> str:
     """DisEnt's Colored MNIST table for one data variant, every protocol, beside the paper."""
     runs = [run for run in runs if run.protocol == "disent" and run.variant == variant]
-    header = tuple(f"{p:g} pct" for p in PERCENTS)
-    return _ratio_table(runs, variant, METHODS, ("best_test", "last", "best_valid", "worst_group"), DISENT_PAPER,
-                        "paper (DisEnt Table 1, recalled, unverified)", header) + _footnote(runs)
+    header = tuple(f"{p:g} pct" for p in percents)
+    return _ratio_table(runs, variant, METHODS, ("best_test", "last", "best_valid", "worst_group"),
+                        DISENT_TABLE1["cmnist"], "paper (DisEnt Table 1)", header, percents) + _footnote(runs)
 
 
 def renderer_table(runs: list[CMNISTRun], percent: float = 1.0) -> str:
@@ -211,9 +217,10 @@ def renderer_table(runs: list[CMNISTRun], percent: float = 1.0) -> str:
     for variant in variants:
         for method in METHODS:
             cells = [summaries[p].get((variant, method, percent), Summary(())).format() for p in protocols]
-            lines.append(f"| {variant} | {method} | {_paper(DISENT_PAPER[method].get(percent))} | "
+            lines.append(f"| {variant} | {method} | {_paper(DISENT_TABLE1['cmnist'][method].get(percent))} | "
                          + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n" + _footnote(runs)
+    shown = [DISENT_TABLE1["cmnist"][method].get(percent) for method in METHODS] if variants else []
+    return "\n".join(lines) + "\n" + _unverified_note(shown) + _footnote(runs)
 
 
 def plot_accuracy_vs_ratio(runs: list[CMNISTRun], variant: str, protocol_value: str,
@@ -327,51 +334,3 @@ def build(results_dir: str | Path, out_dir: str | Path, which: str) -> dict[str,
     markdown = "".join(f"### {name}\n\n{table}\n" for name, table in tables.items())
     (out / f"{which}_tables.md").write_text(markdown)
     return {"sections": tables, "markdown": markdown, "runs": runs, "left_out": reasons}
-
-
-README_SOURCES = {"lff_cmnist": ("results/lff_cmnist", "lff"),
-                  "cmnist_renderers_1pct": ("results/disent_cmnist", "cmnist")}
-"""Generated README blocks and the committed results they come from; ``disent_cmnist_<variant>`` blocks come from
-``results/disent_cmnist``."""
-BEGIN = "<!-- generated by `python scripts/report.py readme`: {name} -->"
-END = "<!-- end of generated block: {name} -->"
-
-
-def _source(name: str) -> tuple[str, str]:
-    if name in README_SOURCES:
-        return README_SOURCES[name]
-    if name.startswith("disent_cmnist_"):
-        return "results/disent_cmnist", "cmnist"
-    raise KeyError(f"no results source for the generated README block '{name}'")
-
-
-def _tables_for(name: str, repo: str | Path, cache: dict[tuple[str, str], dict[str, str]]) -> dict[str, str]:
-    """The generated tables the README block ``name`` is one of (``matrix_<family>``: the comparison matrix)."""
-    if name.startswith("matrix_"):
-        from utils import matrix_report
-
-        family = name.removeprefix("matrix_")
-        return {name: matrix_report.render(family, matrix_report.collect(family, repo))}
-    directory, which = _source(name)
-    if (directory, which) not in cache:
-        cache[(directory, which)] = sections(load_runs(Path(repo) / directory), which)
-    return cache[(directory, which)]
-
-
-def regenerate_readme(text: str, repo: str | Path) -> str:
-    """``text`` with every generated block replaced by the table its committed results give now."""
-    cache: dict[tuple[str, str], dict[str, str]] = {}
-    out, position = [], 0
-    while (start := text.find("<!-- generated by `python scripts/report.py readme`: ", position)) != -1:
-        name = text[start:].split(": ", 1)[1].split(" -->", 1)[0]
-        begin, end = BEGIN.format(name=name), END.format(name=name)
-        stop = text.find(end, start)
-        if stop == -1:
-            raise ValueError(f"README block '{name}' has no end marker '{end}'")
-        tables = _tables_for(name, repo, cache)
-        if name not in tables:
-            raise KeyError(f"README block '{name}': no such table in its results (have {sorted(tables)})")
-        out.append(text[position:start] + begin + "\n\n" + tables[name] + "\n")
-        position = stop
-    out.append(text[position:])
-    return "".join(out)
