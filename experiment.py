@@ -21,6 +21,7 @@ from optims import OPTIMIZERS, SCHEDULERS
 from tasks import TASKS
 from trainer import CHECKPOINT_NAME, NonFiniteLossError, ResumePoint, Trainer, TrainingInterrupted, autocast_factory
 from utils.io import CheckpointError, json_plain, load_checkpoint
+from utils.original_checkpoints import initialise_from, refuse_original_resume
 from utils.config import ConfigError, is_batch_limit, require
 from utils.distributed import init_distributed, is_main_process, shutdown
 from utils.run_lock import run_dirs_locked
@@ -40,6 +41,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "save_dir": "./checkpoints",
     "run_name": None,
     "resume": None,
+    "init_from": None,
     "overwrite": False,
     "tensorboard": False,
     "wandb": False,
@@ -128,14 +130,19 @@ def refuse_other_flags(path: Path, saved: Mapping[str, Any], config: Mapping[str
 def resume_point(config: Munch, defaults: Mapping[str, Any], expect: Mapping[str, Any]) -> ResumePoint | None:
     """The checkpoint ``--resume`` continues from (``RUN_DIR/last.pth`` for ``--resume`` / ``auto``, else the path
     given), loaded on the CPU and checked: its ``meta`` has the ``expect``-ed task and method and its flags are
-    this run's (:func:`refuse_other_flags`). None for a fresh start: no ``--resume``, or ``auto`` without one."""
+    this run's (:func:`refuse_other_flags`). None for a fresh start: no ``--resume``, or ``auto`` without one.
+    The authors' checkpoints are refused with a hint at ``--init_from`` (they lack this project's trainer state)."""
     if not config.resume:
         return None
     own = Path(config.save_dir) / config.run_name / CHECKPOINT_NAME
     if config.resume == "auto" and not own.exists():
         return None
     path = own if config.resume is True or config.resume == "auto" else Path(config.resume)
-    checkpoint = load_checkpoint(path, expect=expect)
+    try:
+        checkpoint = load_checkpoint(path, expect=expect)
+    except CheckpointError:
+        refuse_original_resume(path)
+        raise
     if not isinstance(checkpoint.get("config"), dict):
         raise CheckpointError(f"checkpoint '{path}' holds no configuration: its flags cannot be checked")
     refuse_other_flags(path, checkpoint["config"], config, defaults)
@@ -179,6 +186,9 @@ def validate_common(config: Munch) -> None:
             f"--checkpoint_every_steps must be a positive integer, got {every!r}")
     require(config.resume is None or isinstance(config.resume, (bool, str)),
             "--resume takes no value, 'auto', or a checkpoint path")
+    init_from = config.get("init_from")
+    require(init_from is None or (isinstance(init_from, str) and init_from != ""),
+            "--init_from takes a checkpoint path (this project's, or DisEnt's, LfF's or ReBias')")
 
 
 REBIAS_DEFAULTS: dict[str, Any] = {
@@ -249,8 +259,10 @@ def run_experiment(task_name: str, method_name: str, config: Munch, trainer_clas
 
     The run holds the locks of its directories (utils/run_lock.py) throughout, and every check passes before it
     writes anything: no other process runs there, ``--resume``'s checkpoint is of this task, method and flags, and
-    a finished run is replaced only with ``--overwrite``. A refused run leaves no file behind. Under torchrun only
-    the main process locks and returns the results; the others return None."""
+    a finished run is replaced only with ``--overwrite``. A refused run leaves no file behind. A fresh run with
+    ``--init_from PATH`` starts from the network weights of PATH (any format of utils/original_checkpoints.py;
+    weights only, the rest starts fresh). Under torchrun only the main process locks and returns the results; the
+    others return None."""
     device = init_distributed(resolve_device(config.device))
     config.device = str(device)
     main_process = is_main_process()
@@ -264,6 +276,10 @@ def run_experiment(task_name: str, method_name: str, config: Munch, trainer_clas
             autocast = autocast_factory(device, config.amp)
             method = METHODS[method_name](config, task, device, autocast)
             resume_from = resume_point(config, defaults, expect={"task": task.name, "method": method.name})
+            if resume_from is None and config.get("init_from"):
+                report = initialise_from(method, config.init_from)
+                if main_process:
+                    print(report, flush=True)
             run_dir = Path(config.save_dir) / config.run_name
             results = trainer_class(config, task, method, run_dir, device, autocast).fit(resume_from)
     finally:

@@ -1,13 +1,28 @@
-"""Evaluate a checkpoint saved by train_disent.py (DisEnt / LfF / Vanilla) on its dataset's valid and test sets.
+"""Evaluate a checkpoint, this project's or the authors' (DisEnt, LfF, ReBias), on its task's evaluation sets.
 
-    python test.py --pretrained_path=LOG_DIR/cmnist/EXP [--dataset=cmnist --percent=1pct] [--data_dir dataset]
-        [--checkpoint best|last] [--device cpu] [--out FILE]
+    python test.py --pretrained_path=<path_to_pretrained_ckpt> --dataset=<dataset> --percent=<percent>   (DisEnt's)
+    python test.py --pretrained_path RUN_DIR_OR_FILE [--checkpoint best|last] [--device cpu] [--out FILE]
+        [--data_dir DIR] [--root MNIST_ROOT] [--val_root DIR --imageneta_root DIR --cluster_csv CSV]
+        [--train_root DIR --eval_root DIR --train_annotation_file F --eval_annotation_file F] [--image_size 224]
+        [--num_workers N] [--limit_eval_batches N]
 
-``--pretrained_path`` is a run directory (its ``best.pth``, or ``last.pth`` with ``--checkpoint last``) or a
-checkpoint file. ``--dataset`` / ``--percent``, when given, must match the checkpoint. Prints the metrics and writes
-them to ``test_results.json`` beside the checkpoint (or ``--out``; its folder is checked before evaluating). The
-other flags of the original train.py/test.py (:data:`IGNORED_ORIGINAL_FLAGS`) are accepted and ignored, as there;
-any other flag is refused.
+``--pretrained_path``: a checkpoint file, or a folder holding one: this project's run directory (``best.pth``, or
+``last.pth`` with ``--checkpoint last``), DisEnt's ``log/<dataset>/<exp>`` or its ``result/`` (``best_model_l.th`` +
+``best_model_b.th``, or ``best_model.th`` of ``--train_vanilla``), LfF's ``result/<tag>`` (``model.th``), ReBias'
+save_dir (``best.pth`` / ``last.pth``). The format is recognised from the file's keys (utils/original_checkpoints.py).
+Every task: Biased MNIST (biased / unbiased / rho0), 9-class ImageNet (unbiased over the texture clusters, biased,
+imagenet-a), Kinetics -> Mimetics, DisEnt's Colored MNIST / Corrupted CIFAR-10 / BFFHQ, matrix cells, folders.
+
+DisEnt's and LfF's files do not record their data: ``--dataset`` and ``--percent`` are required for them (and
+``--data_dir``, default ``dataset`` as there); for this project's checkpoints they must match the checkpoint. ReBias'
+files give their task by their networks (SimpleConvNet: Biased MNIST, ``--root`` required; ResNet18/BagNet18:
+ImageNet, ``--val_root``; 3D ResNets: action, the Kinetics/Mimetics flags); ImageNet's ``--train_root`` defaults to
+``--val_root`` here (its images are listed, never read). The data flags above override a checkpoint's folders.
+
+Prints the metrics and writes them, with the per-cell accuracies and each split's worst group (lowest (target, bias)
+cell accuracy of f), to ``test_results.json`` beside the checkpoint (or ``--out``; its folder is checked before
+evaluating). The other flags of DisEnt's train.py/test.py (:data:`IGNORED_ORIGINAL_FLAGS`) are accepted and
+ignored, as there; any other flag is refused.
 """
 from __future__ import annotations
 
@@ -16,84 +31,176 @@ from typing import Any
 
 from munch import Munch
 
-from evaluator import evaluate
+from datasets.disent_data import cmnist_variant, read_manifest
+from evaluator import CellAccuracy, evaluate
 from experiment import USER_ERRORS, resolve_device
 from methods import METHODS
 from tasks import TASKS
-from train_disent import DEFAULTS, normalise_percent, validate
+from tasks.disent import BACKBONES, BATCH_SIZES, NUM_CLASSES
 from trainer import autocast_factory, summarise
 from utils.config import ConfigError, require, require_writable_dir, run_cli
-from utils.io import CheckpointError, atomic_write_json, load_checkpoint
+from utils.io import CheckpointError, atomic_write_json
+from utils.original_checkpoints import PROJECT, LoadedCheckpoint, load_networks, read_checkpoint
 from utils.seed import seed_everything
 
-
 IGNORED_ORIGINAL_FLAGS = frozenset({
-    "batch_size", "lr", "weight_decay", "momentum", "num_workers", "exp", "num_steps", "target_attr_idx",
+    "batch_size", "lr", "weight_decay", "momentum", "exp", "num_steps", "target_attr_idx",
     "bias_attr_idx", "use_lr_decay", "lr_decay_step", "q", "lr_gamma", "lambda_dis_align", "lambda_swap_align",
     "lambda_swap", "ema_alpha", "curr_step", "use_type0", "use_type1", "use_resnet20", "model", "log_dir",
     "valid_freq", "log_freq", "save_freq", "wandb", "tensorboard", "train_ours", "train_vanilla",
 })
 """The flags of DisEnt's train.py/test.py (disent_spec §2) that this test.py does not read: the checkpoint's
-config says what they were."""
-CHECKPOINT_ENTRIES = ("config", "method", "trainer")
-"""What a checkpoint of train_disent.py holds besides its ``meta``."""
+config, or its networks, say what they were."""
+DATA_FLAGS = ("root", "train_root", "val_root", "imageneta_root", "cluster_csv", "train_annotation_file",
+              "eval_root", "eval_annotation_file", "frame_folders", "image_size", "num_workers")
+"""Where a task's data are and how they are read (ImageNet's input size, which ReBias' files do not record: 224
+unless given; loader workers): given here, they replace the checkpoint's (``--data_dir`` too)."""
+DISENT_MODELS_BY_DATASET = {"cmnist": ("mlp", "mlp_lff"), "cifar10c": ("resnet18",), "bffhq": ("resnet18",)}
+"""The networks the originals train on each of DisEnt's datasets (DisEnt: MLP / ResNet18; LfF: its wider MLP)."""
 
 
-def checkpoint_path(pretrained_path: str, checkpoint: str) -> Path:
-    path = Path(pretrained_path)
-    return path / f"{checkpoint}.pth" if path.is_dir() else path
+def entry_defaults(task: str) -> dict[str, Any]:
+    """The flag defaults of the entry script that trains ``task`` (flags newer than a checkpoint take them)."""
+    if task == "disent":
+        from train_disent import DEFAULTS
+        # checkpoints from before --select_on, --palette and --render existed: the values they implied
+        return {**DEFAULTS, "select_on": "valid", "palette": "hues", "render": "lff"}
+    if task in ("biased_mnist", "biased_mnist_seeds"):
+        from main_biased_mnist import DEFAULTS
+    elif task == "imagenet":
+        from main_imagenet import DEFAULTS
+    elif task == "action":
+        from main_action import DEFAULTS
+    else:
+        return {}  # matrix and folder checkpoints hold their resolved configuration
+    return dict(DEFAULTS)
+
+
+def entry_validate(task: str, config: Munch) -> None:
+    """The entry script's checks of a configuration built for an original checkpoint (data folders given...)."""
+    if task == "biased_mnist":
+        from main_biased_mnist import validate
+    elif task == "imagenet":
+        from main_imagenet import validate
+    else:
+        from main_action import validate
+    validate(config)
+
+
+def disent_config(loaded: LoadedCheckpoint, dataset: str | None, percent: Any, data_dir: str | None) -> Munch:
+    """The train_disent.py configuration of a DisEnt / LfF file, for ``--dataset`` / ``--percent``, checked against
+    the file's network (architecture, class count)."""
+    from train_disent import normalise_percent, validate, validate_variant
+    require(dataset is not None and percent is not None,
+            f"{loaded.description} does not record its data: give --dataset and --percent (as DisEnt's README)")
+    config = Munch({**entry_defaults("disent"), **loaded.config, "dataset": dataset,
+                    "percent": normalise_percent(percent), "data_dir": data_dir or "dataset"})
+    require(config.dataset in NUM_CLASSES, f"--dataset must be one of {sorted(NUM_CLASSES)}, got {dataset!r}")
+    if config.backbone not in DISENT_MODELS_BY_DATASET[config.dataset]:
+        raise CheckpointError(f"{loaded.description} holds a {config.backbone} network, but the originals train "
+                              f"{BACKBONES[config.dataset]} on --dataset {config.dataset}")
+    if loaded.num_classes != NUM_CLASSES[config.dataset]:
+        raise CheckpointError(f"{loaded.description} classifies {loaded.num_classes} classes, but --dataset "
+                              f"{config.dataset} has {NUM_CLASSES[config.dataset]}")
+    config.batch_size = BATCH_SIZES[config.dataset]
+    config.select_on = "final"  # nothing is selected here (LfF's data have no valid split)
+    manifest = read_manifest(config.data_dir, config.dataset, config.percent) if config.dataset == "cmnist" else None
+    if manifest is not None:  # the file does not say which colours it was trained on: the data's own
+        config.update({key: value for key, value in cmnist_variant(manifest).items() if key in ("palette", "render")})
+    validate(config)
+    validate_variant(config)
+    return config
+
+
+def run_config(loaded: LoadedCheckpoint, dataset: str | None, percent: Any, data_dir: str | None,
+               data_flags: dict[str, Any]) -> tuple[str, Munch]:
+    """The task's registry name and the configuration to rebuild the checkpoint's task and method with."""
+    if loaded.task is None:
+        return "disent", disent_config(loaded, dataset, percent, data_dir)
+    config = Munch({**entry_defaults(loaded.task), **loaded.config})
+    if loaded.format == PROJECT:
+        from train_disent import normalise_percent
+        for flag, value in (("dataset", dataset), ("percent", None if percent is None else normalise_percent(percent))):
+            if value is not None and value != config.get(flag):
+                shown = f"{config.get('dataset')} {config.get('percent')}" if "dataset" in config else loaded.task
+                raise CheckpointError(f"'{loaded.path}' is a {shown} checkpoint, not --{flag} {value}")
+    else:
+        require(dataset is None and percent is None, f"{loaded.description} is a {loaded.task} checkpoint: "
+                                                     "--dataset and --percent are for DisEnt's data sets")
+    if data_dir is not None:
+        config.data_dir = data_dir
+    config.update(data_flags)
+    if loaded.task == "imagenet" and config.get("train_root") is None:
+        config.train_root = config.val_root
+    if loaded.format != PROJECT:
+        entry_validate(loaded.task, config)
+    return loaded.task, config
+
+
+def worst_group(cell: CellAccuracy) -> float | None:
+    """The lowest accuracy over (target, bias) cells holding samples (over every table of stacked ones)."""
+    values = [value for table in cell.tables() for row in table.per_cell() for value in row if value is not None]
+    return min(values) if values else None
+
+
+def split_results(task: Any, cells: dict[str, dict[str, CellAccuracy]]) -> dict[str, Any]:
+    """Training's result entries of one evaluation: f's metrics, every predictor's, per-cell accuracies and each
+    split's worst group."""
+    summary = summarise(task, cells)
+    return {"metrics": summary["f"], "predictor_metrics": summary,
+            "per_cell_accuracy": {loader: per_predictor["f"].per_cell() for loader, per_predictor in cells.items()},
+            "worst_group": {loader: worst_group(per_predictor["f"]) for loader, per_predictor in cells.items()}}
 
 
 def main(pretrained_path: str | None = None, dataset: str | None = None, percent: Any = None,
          data_dir: str | None = None, checkpoint: str = "best", device: str | None = None,
          limit_eval_batches: int | float | None = None, out: str | None = None,
-         **original_flags: Any) -> dict[str, Any]:
+         **flags: Any) -> dict[str, Any]:
     """Load, evaluate, print and write the metrics; the original's other flags are accepted and ignored."""
-    unknown = sorted(set(original_flags) - IGNORED_ORIGINAL_FLAGS)
+    unknown = sorted(set(flags) - IGNORED_ORIGINAL_FLAGS - set(DATA_FLAGS))
     if unknown:
         raise ConfigError(f"unknown flag --{unknown[0]} (test.py takes its own flags and those of the original "
                           f"train.py/test.py; run with --help)")
-    require(pretrained_path is not None, "--pretrained_path is required (a run directory or a .pth file)")
+    require(pretrained_path is not None, "--pretrained_path is required (a run directory or a checkpoint file)")
     require(checkpoint in ("best", "last"), f"--checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    path = checkpoint_path(str(pretrained_path), checkpoint)
-    output = Path(str(out)) if out is not None else path.parent / "test_results.json"
-    require(not output.is_dir(), f"--out {out}: is a folder, give a file name")
-    state = load_checkpoint(path)
-    task_name = state["meta"].get("task") if isinstance(state["meta"], dict) else None
-    if not str(task_name).startswith("disent_"):
-        raise CheckpointError(f"'{path}' was not written by train_disent.py (task {task_name!r})")
-    missing = [key for key in CHECKPOINT_ENTRIES if not isinstance(state.get(key), dict)]
-    if missing:
-        raise CheckpointError(f"'{path}' has no '{missing[0]}' entry: it is not a complete train_disent.py checkpoint")
-    # checkpoints from before --select_on, --palette and --render existed: the values they implied
-    config = Munch({**DEFAULTS, "select_on": "valid", "palette": "hues", "render": "lff", **state["config"]})
+    require(out is None or not Path(str(out)).is_dir(), f"--out {out}: is a folder, give a file name")
+    loaded = read_checkpoint(str(pretrained_path), checkpoint)
+    output = Path(str(out)) if out is not None else loaded.path.parent / "test_results.json"
     where = f"--out {out}" if out is not None else f"--pretrained_path {pretrained_path} (test_results.json's folder)"
     require_writable_dir(output.parent, where)
-    for flag, value in (("dataset", dataset), ("percent", None if percent is None else normalise_percent(percent))):
-        if value is not None and value != config[flag]:
-            raise CheckpointError(f"'{path}' is a {config['dataset']} {config['percent']} checkpoint, "
-                                  f"not --{flag} {value}")
-    config.update(device=None if device is None else device, limit_eval_batches=limit_eval_batches,
-                  resume=None, compile=False)
-    if data_dir is not None:
-        config["data_dir"] = data_dir
-    method_name = validate(config)
+    task_name, config = run_config(loaded, dataset, percent, data_dir,
+                                   {flag: flags[flag] for flag in DATA_FLAGS if flag in flags})
+    config.update(device=device, limit_eval_batches=limit_eval_batches, resume=None, init_from=None, compile=False,
+                  rbf_sigma_x=1.0, rbf_sigma_y=1.0)  # no median radii from the training data: f's outputs need none
     torch_device = resolve_device(config.device)
-    seed_everything(config["seed"])
-    task = TASKS["disent"](config, torch_device)
-    method = METHODS[method_name](config, task, torch_device)
-    try:
-        method.load_state_dict(state["method"])
-    except (KeyError, RuntimeError, ValueError) as error:
-        raise CheckpointError(f"'{path}' does not fit a {method.name} model on {config['dataset']}: "
-                              f"{str(error).splitlines()[0]}") from error
-    cells = evaluate(method.predictors(), task.eval_loaders, task.num_classes, task.num_biases,
-                     limit_batches=limit_eval_batches, autocast=autocast_factory(torch_device, config["amp"])())
-    metrics = summarise(task, cells)["f"]
-    results = {"checkpoint": str(path), "method": method.name, "dataset": config["dataset"],
-               "percent": config["percent"], "step": state["trainer"]["global_step"], "metrics": metrics}
-    print(f"{method.name} {config['dataset']} {config['percent']} step {results['step']}: "
-          + "  ".join(f"{key}={value:.2f}" for key, value in metrics.items()))
+    seed_everything(config.get("seed", 0))
+    task = TASKS[task_name](config, torch_device)
+    method = METHODS[loaded.method](config, task, torch_device)
+    if loaded.format == PROJECT:
+        try:
+            method.load_state_dict(loaded.state["method"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise CheckpointError(f"'{loaded.path}' does not fit a {method.name} model on {task.name}: "
+                                  f"{str(error).splitlines()[0]}") from error
+        unloaded: set[str] = set()
+    else:
+        unloaded = set(method.networks) - set(load_networks(method, loaded, required=False))
+    autocast = autocast_factory(torch_device, config.get("amp", "none"))
+    seeds = list(zip(config.seeds, task.seed_tasks)) if hasattr(task, "seed_tasks") else [(None, task)]
+    runs = []
+    for index, (seed, seed_task) in enumerate(seeds):
+        predictors = method.predictors() if seed is None else method.seed_predictors(index)
+        predictors = {name: net for name, net in predictors.items() if name not in unloaded}
+        cells = evaluate(predictors, seed_task.eval_loaders, task.num_classes, task.num_biases,
+                         limit_batches=limit_eval_batches, autocast=autocast())
+        runs.append({"seed": config.get("seed") if seed is None else seed, **split_results(seed_task, cells)})
+    results = {"checkpoint": str(loaded.path), "format": loaded.format, "task": task.name, "method": method.name,
+               "step": loaded.step, **({"dataset": config.dataset, "percent": config.percent}
+                                       if task_name == "disent" else {}),
+               **(runs[0] if len(runs) == 1 else {"runs": runs})}
+    for run in runs:
+        print(f"{method.name} {task.name} ({loaded.format}) seed {run['seed']} step {loaded.step}: "
+              + "  ".join(f"{key}={value:.2f}" for key, value in run["metrics"].items()))
     atomic_write_json(results, output)
     return results
 

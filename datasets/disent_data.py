@@ -10,12 +10,16 @@ Folders (``root`` = DisEnt's ``--data_dir``, ``pct`` e.g. ``1pct``)::
     cifar10c: <root>/cifar10c/<pct>/{align,conflict}/*/*, <root>/cifar10c/<pct>/valid/*/*, <root>/cifar10c/test/*/*
     bffhq:    <root>/bffhq/<pct>/{align,conflict}/*/*, <root>/bffhq/valid/* and <root>/bffhq/test/* (flat, shared)
 
-For BFFHQ the test split keeps only bias-conflicting images, as the original code does.
+For BFFHQ the test split keeps only bias-conflicting images, as the original code does. DisEnt's README spells the
+train folder ``conlict``; its code reads ``conflict`` and, given ``conlict/``, silently trains without any
+bias-conflicting image. Here a ``conlict/`` folder (without ``conflict/``) is read with a warning naming the
+spelling (:func:`conflict_folder`).
 """
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +63,24 @@ def _listed(directory: Path, nested: bool) -> list[Path]:
     return files
 
 
+CONFLICT_FOLDER, README_SPELLING = "conflict", "conlict"
+
+
+def conflict_folder(group: Path) -> Path:
+    """The training split's bias-conflicting folder: ``conflict/``, or else DisEnt's README's ``conlict/`` (with a
+    warning naming the spelling); both present is refused, as one of them would be left out."""
+    folder, misspelt = group / CONFLICT_FOLDER, group / README_SPELLING
+    if not misspelt.is_dir():
+        return folder
+    if folder.is_dir():
+        raise DataMismatchError(f"'{group}' holds both '{CONFLICT_FOLDER}/' and '{README_SPELLING}/' (DisEnt's "
+                                f"README's spelling): merge them into '{CONFLICT_FOLDER}/'")
+    warnings.warn(f"reading the bias-conflicting training images from '{misspelt}': '{README_SPELLING}' is the "
+                  f"spelling of DisEnt's README, its code reads '{CONFLICT_FOLDER}/' (and trains on no conflicting "
+                  f"image from '{README_SPELLING}/'); rename the folder to '{CONFLICT_FOLDER}'", stacklevel=2)
+    return misspelt
+
+
 def split_files(root: str | os.PathLike, dataset: str, split: str, percent: float | str = "1pct") -> list[Path]:
     """Image paths of one split in DisEnt's order (train: sorted align files, then sorted conflict files)."""
     if dataset not in DATASETS:
@@ -68,7 +90,7 @@ def split_files(root: str | os.PathLike, dataset: str, split: str, percent: floa
     base = Path(root) / dataset
     group = base / percent_dirname(percent)
     if split == "train":
-        return _listed(group / "align", nested=True) + _listed(group / "conflict", nested=True)
+        return _listed(group / "align", nested=True) + _listed(conflict_folder(group), nested=True)
     if dataset == "bffhq":
         files = _listed(base / split, nested=False)
         if split == "test":

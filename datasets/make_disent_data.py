@@ -5,6 +5,9 @@
         [--limit N]
     python -m datasets.make_disent_data cmnist --mnist_root ROOT --out OUT --preset lff_paper   (LfF's own data)
     python -m datasets.make_disent_data cifar10c --cifar_root ROOT --frost_dir DIR --out OUT [same options]
+    python -m datasets.make_disent_data from_lff --lff_dir LFF_DATA_DIR --out OUT --percent 1 [--severity 4]
+        (LfF's own ColoredMNIST-Skewed<r>-Severity<s>/{train,valid}/{images,attrs}.npy, datasets/lff_npy.py,
+        converted into this layout: the same images and labels, LfF's valid as test, no valid split)
 
 Layout written under ``OUT`` (``OUT`` is DisEnt's ``--data_dir``)::
 
@@ -53,6 +56,7 @@ from datasets.lff_protocols import (COLOUR_NOISE_STD, DEFAULT_PALETTE, DEFAULT_S
                                     colour_noise_std, corrupt_type0, corruption_level, make_attr_labels,
                                     palette_colours, percent_dirname, render_digits, RENDERERS)
 from datasets.corruptions import resolve_frost_dir
+from datasets.lff_npy import lff_folder, read_lff_split
 from datasets.manifests import DIGEST_KEY, MANIFEST_NAME, VERDICT_NAME, manifest_digest, split_digest
 from datasets.mnist_io import CorruptDataError, DataNotFoundError, load_mnist
 from utils.config import ConfigError, build_config, require, require_writable_dir, run_cli
@@ -316,7 +320,58 @@ def cifar10c(cifar_root: str | None = None, out: str | None = None, frost_dir: s
     return str(root)
 
 
-GENERATORS: dict[str, Callable[..., str]] = {"cmnist": cmnist, "cifar10c": cifar10c}
+def from_lff(lff_dir: str | None = None, out: str | None = None, percent: Any = None, severity: int = 4) -> Path:
+    """Convert LfF's Colored MNIST of one ratio into ``OUT/cmnist/<pct>`` and ``OUT/cmnist/test`` with manifests:
+    each LfF sample becomes ``<index in LfF's file>_<digit>_<colour>.png`` (lossless, so the same samples), its
+    ``valid`` split (unbiased) the test split. LfF's test images differ per ratio (their colour noise is drawn per
+    file), so an ``OUT`` whose test split came from another ratio is refused: convert each ratio into its own."""
+    require(lff_dir is not None and out is not None, "--lff_dir (LfF's data_dir) and --out are required")
+    parsed = parse_percents(percent if percent is not None else "")
+    require(len(parsed) == 1, f"--percent takes one ratio of {', '.join(f'{p:g}' for p in PERCENTS)}")
+    folder = lff_folder(lff_dir, parsed[0], severity)
+    if not folder.is_dir():
+        raise DataNotFoundError(f"'{folder}' not found: LfF's make_dataset.py writes ColoredMNIST-Skewed<ratio>-"
+                                f"Severity<s> under its data_dir (--lff_dir); --percent {parsed[0]:g} --severity "
+                                f"{severity} name that folder")
+    splits = {split: read_lff_split(folder, split) for split in ("train", "test")}
+    root = Path(out) / "cmnist"
+    require_writable_dir(root, f"--out {out}")
+    group = percent_dirname(parsed[0])
+    _refuse_foreign_directories(root, [group])
+    common = {"generator": GENERATOR_VERSION, "dataset": "cmnist", "seed": None,
+              "settings": {"source": "lff_npy", "lff_folder": folder.name, "palette": "lff", "render": "lff",
+                           "severity": severity, "n_valid": 0},
+              "source_sizes": {split: int(len(values[1])) for split, values in splits.items()}}
+
+    def arrays(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        images, targets, biases = splits[split]
+        return images.permute(0, 2, 3, 1).numpy(), targets.numpy(), biases.numpy()
+
+    images, targets, biases = arrays("test")
+    test_dir = root / "test"
+    test_manifest = test_dir / MANIFEST_NAME
+    previous = json.loads(test_manifest.read_text()).get("settings", {}) if test_manifest.exists() else None
+    if previous is not None and previous.get("lff_folder") not in (None, folder.name):
+        raise FileExistsError(f"'{test_dir}' holds the test split of {previous.get('lff_folder')}; LfF's test images "
+                              f"differ per ratio: convert {folder.name} into another --out")
+    _prepare_directory(test_dir, map(str, range(NUM_CLASSES)))
+    stats = write_images(test_dir, images, targets, biases, np.arange(len(targets)), nested=True,
+                         description="cmnist test")
+    _write_manifest(test_dir, {**common, "split_group": "test", "aligned_ratio": TEST_ALIGNED_RATIO,
+                               "splits": {"test": stats}})
+    images, targets, biases = arrays("train")
+    group_dir = root / group
+    _prepare_directory(group_dir, ["align", "conflict", "valid"])
+    indices = np.arange(len(targets))
+    train_stats = {split: write_images(group_dir / split, images[keep], targets[keep], biases[keep], indices[keep],
+                                       nested=True, description=f"cmnist {group} {split}")
+                   for split, keep in (("align", targets == biases), ("conflict", targets != biases))}
+    _write_manifest(group_dir, {**common, "split_group": group, "percent": parsed[0],
+                                "aligned_ratio": aligned_ratio(parsed[0]), "splits": train_stats})
+    return root
+
+
+GENERATORS: dict[str, Callable[..., str]] = {"cmnist": cmnist, "cifar10c": cifar10c, "from_lff": from_lff}
 
 
 def main(dataset: str | None = None, **flags: Any) -> None:

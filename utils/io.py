@@ -1,8 +1,10 @@
 """Atomic writes of checkpoints and JSON files, and checkpoint loading that runs no code, with clear errors."""
 from __future__ import annotations
 
+import functools
 import json
 import os
+import pickle
 import re
 import tempfile
 import warnings
@@ -76,11 +78,80 @@ def _forbidden_global(path: Path, error: BaseException) -> str | None:
     return next((name for name in names if name not in _ALLOWED_NAMES), None)
 
 
-def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+class PlainData(dict):
+    """What a plain-data container of another project (``munch.Munch``, ``argparse.Namespace``) becomes when a
+    checkpoint is read with ``plain_data=True``: a dict of its entries (attributes), built by this class alone."""
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, dict):
+            self.update(state)
+
+
+def _numpy_scalar(dtype: np.dtype, data: bytes) -> Any:
+    """A NumPy number from its pickled ``(dtype, bytes)``; other kinds of scalars (objects, strings) are refused."""
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or not isinstance(data, bytes):
+        raise pickle.UnpicklingError("GLOBAL numpy.core.multiarray.scalar of a non-numeric dtype")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+PLAIN_DATA_GLOBALS: dict[str, Any] = {
+    "munch.Munch": PlainData, "munch.DefaultMunch": PlainData, "munch.AutoMunch": PlainData,
+    "argparse.Namespace": PlainData,
+    "numpy.core.multiarray.scalar": _numpy_scalar, "numpy._core.multiarray.scalar": _numpy_scalar,
+    "numpy.dtype": np.dtype,
+}
+"""What the plain-data reader (``safe_torch_load(..., plain_data=True)``) substitutes for the classes that the
+authors' checkpoints hold besides tensors: ReBias writes its ``options`` as nested ``munch.Munch`` dicts and its
+median kernel radii and ImageNet scores as NumPy floats. torch's weights-only unpickler cannot fill a dict subclass
+(it only SETITEMs real dicts), so these files are read by :class:`_PlainDataUnpickler` instead, which maps each of
+these names to a class or function of this module (never the file's own class) and refuses every other name
+except those torch's weights-only unpickler allows: nothing from the file is imported or run."""
+
+
+@functools.lru_cache(maxsize=1)
+def _weights_only_globals() -> dict[str, Any]:
+    """``module.name`` -> object for every global torch's weights-only unpickler accepts, with
+    :data:`CHECKPOINT_GLOBALS`."""
+    from torch import _weights_only_unpickler
+
+    allowed = dict(_weights_only_unpickler._get_allowed_globals())
+    for entry in CHECKPOINT_GLOBALS:
+        obj, name = entry if isinstance(entry, tuple) else (entry, f"{entry.__module__}.{entry.__qualname__}")
+        allowed[name] = obj
+    return allowed
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """An unpickler whose globals are those of :func:`_weights_only_globals` and :data:`PLAIN_DATA_GLOBALS` only
+    (torch resolves tensor storages itself); any other name raises ``UnpicklingError('GLOBAL <name>')``."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        qualified = f"{module}.{name}"
+        if qualified in PLAIN_DATA_GLOBALS:
+            return PLAIN_DATA_GLOBALS[qualified]
+        allowed = _weights_only_globals()
+        if qualified in allowed:
+            return allowed[qualified]
+        raise pickle.UnpicklingError(f"GLOBAL {qualified}")
+
+
+class _PlainDataPickleModule:
+    """The ``pickle_module`` torch.load reads a checkpoint with under ``plain_data=True``."""
+
+    Unpickler = _PlainDataUnpickler
+    UnpicklingError = pickle.UnpicklingError
+
+    @staticmethod
+    def load(stream: Any, **kwargs: Any) -> Any:
+        return _PlainDataUnpickler(stream, **kwargs).load()
+
+
+def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu", plain_data: bool = False) -> Any:
     """``torch.load`` that runs no code from the file: ``weights_only=True`` (tensors, containers, plain types)
-    with :data:`CHECKPOINT_GLOBALS` allowed, on ``map_location`` (the CPU by default). A missing, truncated or
-    corrupt file, or one that holds any other Python object, raises :class:`CheckpointError` with a one-line
-    reason."""
+    with :data:`CHECKPOINT_GLOBALS` allowed, on ``map_location`` (the CPU by default). With ``plain_data``, a file
+    refused only for holding the plain-data containers of :data:`PLAIN_DATA_GLOBALS` (the authors' ReBias
+    checkpoints) is read again by the restricted unpickler described there. A missing, truncated or corrupt file,
+    or one that holds any other Python object, raises :class:`CheckpointError` with a one-line reason."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
@@ -90,9 +161,24 @@ def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many kinds for a damaged file
         forbidden = _forbidden_global(path, error)
+        if forbidden in PLAIN_DATA_GLOBALS and plain_data:
+            return _load_plain_data(path, map_location)
         if forbidden is not None:
             raise CheckpointError(f"'{path}' holds a Python object of type {forbidden} that a checkpoint may not "
                                   "contain; refusing to open it (it could run code)") from None
+        raise CheckpointError(f"checkpoint '{path}' is truncated or corrupt ({type(error).__name__}); "
+                              "delete it or resume from another one") from error
+
+
+def _load_plain_data(path: Path, map_location: Any) -> Any:
+    """``path`` read by :class:`_PlainDataUnpickler`; errors as :func:`safe_torch_load`'s."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_PlainDataPickleModule)
+    except pickle.UnpicklingError as error:
+        name = str(error).removeprefix("GLOBAL ")
+        raise CheckpointError(f"'{path}' holds a Python object of type {name} that a checkpoint may not contain; "
+                              "refusing to open it (it could run code)") from None
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds for a damaged file
         raise CheckpointError(f"checkpoint '{path}' is truncated or corrupt ({type(error).__name__}); "
                               "delete it or resume from another one") from error
 
