@@ -127,6 +127,16 @@ def refuse_other_flags(path: Path, saved: Mapping[str, Any], config: Mapping[str
                               "with the checkpoint's flags, or start a new run (another --run_name) without --resume")
 
 
+def resume_expectations(task: Any, method: Any) -> dict[str, Any]:
+    """What a checkpoint's ``meta`` must hold to be continued by this run: its task and method, and the data's
+    fingerprint where the task has one (a folder dataset: the same flags may name other data)."""
+    expect = {"task": task.name, "method": method.name}
+    fingerprint = task.data_fingerprint()
+    if fingerprint is not None:
+        expect["data_fingerprint"] = fingerprint
+    return expect
+
+
 def resume_point(config: Munch, defaults: Mapping[str, Any], expect: Mapping[str, Any]) -> ResumePoint | None:
     """The checkpoint ``--resume`` continues from (``RUN_DIR/last.pth`` for ``--resume`` / ``auto``, else the path
     given), loaded on the CPU and checked: its ``meta`` has the ``expect``-ed task and method and its flags are
@@ -275,7 +285,7 @@ def run_experiment(task_name: str, method_name: str, config: Munch, trainer_clas
             task = TASKS[task_name](config, device)
             autocast = autocast_factory(device, config.amp)
             method = METHODS[method_name](config, task, device, autocast)
-            resume_from = resume_point(config, defaults, expect={"task": task.name, "method": method.name})
+            resume_from = resume_point(config, defaults, expect=resume_expectations(task, method))
             if resume_from is None and config.get("init_from"):
                 report = initialise_from(method, config.init_from)
                 if main_process:

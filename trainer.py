@@ -357,8 +357,12 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- checkpoints
     def _meta(self) -> dict[str, Any]:
-        return {"format": CHECKPOINT_FORMAT, "task": self.task.name, "method": self.method.name,
+        meta = {"format": CHECKPOINT_FORMAT, "task": self.task.name, "method": self.method.name,
                 "run_name": self.config.run_name}
+        fingerprint = self.task.data_fingerprint()
+        if fingerprint is not None:
+            meta["data_fingerprint"] = fingerprint
+        return meta
 
     def _save_checkpoint(self, path: Path) -> None:
         if not is_main_process():

@@ -25,6 +25,8 @@ same images (both draw an epoch's order from ``derived_seed(seed, epoch)``).
 from __future__ import annotations
 
 import csv
+import json
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -91,6 +93,17 @@ class FolderTable:
     splits: dict[str, Split]
     target_names: list[str]
     bias_names: list[str]
+
+    def fingerprint(self, root: str | os.PathLike) -> str:
+        """sha256 of the layout, the label names and every split's image paths (relative to ``root``) with their
+        labels: what a run trained on, whatever folder the dataset sits in now."""
+        digest = hashlib.sha256(json.dumps([self.layout, self.target_names, self.bias_names]).encode())
+        for name in sorted(self.splits):
+            split = self.splits[name]
+            for path, target, bias in zip(split.paths, split.targets.tolist(), split.biases.tolist()):
+                relative = os.path.relpath(path, root)
+                digest.update(f"{name}\t{relative}\t{target}\t{bias}\n".encode())
+        return digest.hexdigest()
 
     @property
     def label_names(self) -> dict[str, dict[str, int]]:

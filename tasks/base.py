@@ -31,6 +31,11 @@ class Task:
         """Task-specific keys of ``results.json`` (e.g. the training correlation)."""
         return {}
 
+    def data_fingerprint(self) -> str | None:
+        """A digest of the data a run trains on, stored in its checkpoints and required on resume, for tasks whose
+        data are not fixed by their flags (a folder dataset); None where the flags name the data."""
+        return None
+
     def metric(self, loader_name: str, cells: CellAccuracy) -> float:
         """The headline number of one evaluation loader (plain accuracy unless the task defines otherwise)."""
         return cells.accuracy()

@@ -183,6 +183,9 @@ class FolderTask(Task):
             return {}
         return group_metrics(loader_name, cells, self.aligned_mask)
 
+    def data_fingerprint(self) -> str:
+        return self.table.fingerprint(self.config.data_dir)
+
     def results_fields(self) -> dict[str, Any]:
         table = self.table
         return {"dataset": "folder", "data_dir": str(self.config.data_dir), "layout": table.layout,

@@ -330,3 +330,22 @@ def test_folder_sweep_skips_finished_and_busy_runs(tmp_path):
     second = subprocess.run(["bash", "scripts/folder_sweep.sh"], env={**env, "METHODS": "vanilla"}, capture_output=True,
                             text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
     assert second.returncode == 0 and f"done {out}/vanilla_seed0" in second.stdout
+
+
+def test_resume_refuses_a_checkpoint_trained_on_other_data(tmp_path):
+    """The flags name a folder, not its contents: a folder run continues only a checkpoint of the same data."""
+    from utils.io import CheckpointError
+
+    first, second = csv_dataset(tmp_path / "a" / "data"), csv_dataset(tmp_path / "b" / "data")
+    rows = list(csv.reader(open(second / "metadata.csv")))
+    rows[1][2] = "dog" if rows[1][2] == "cat" else "cat"  # one label differs
+    write_csv(second / "metadata.csv", rows[0], rows[1:])
+    runs = dict(save_dir=str(tmp_path / "runs"), run_name="lff", method="lff", **{**SHORT, "n_epochs": 1})
+    main_folder.main(data_dir=str(first), **runs)
+    (tmp_path / "runs" / "lff" / "results.json").unlink()  # as if interrupted after its checkpoint
+    with pytest.raises(CheckpointError, match="data_fingerprint="):
+        main_folder.main(data_dir=str(second), resume="auto", **runs)
+    moved = tmp_path / "moved"
+    (tmp_path / "a" / "data").rename(moved)  # the same data elsewhere: continues
+    main_folder.main(data_dir=str(moved), resume="auto", **runs)
+    assert json.loads((tmp_path / "runs" / "lff" / "results.json").read_text())["global_step"] == 10
