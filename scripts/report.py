@@ -70,8 +70,8 @@ class OneLineErrorParser(argparse.ArgumentParser):
 def reproduction_main(argv: list[str]) -> int:
     """``report.py lff|cmnist RESULTS_DIR [--out DIR]``: the Colored MNIST reproduction tables, CSV and plots
     (reports/cmnist_tables.py; a results file it cannot read, or a folder none of whose runs enters the tables, is one
-    line naming it and why, exit 1); ``report.py readme [--check]``: regenerate the README's generated tables from
-    the committed ``results/`` (``--check``: exit 1 if the README differs instead of writing it)."""
+    line naming it and why, exit 1); ``report.py readme [--check]``: regenerate the generated tables of README.md and
+    docs/*.md from the committed ``results/`` (``--check``: exit 1 if any page differs instead of writing it)."""
     from reports import cmnist_tables, readme as readme_blocks
 
     parser = OneLineErrorParser(description=reproduction_main.__doc__)
@@ -81,17 +81,21 @@ def reproduction_main(argv: list[str]) -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     if args.which == "readme":
-        readme = REPO / "README.md"
-        text = readme.read_text()
-        updated = readme_blocks.regenerate_readme(text, REPO)
-        if args.check:
+        pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+        stale = []
+        for page in pages:
+            text = page.read_text()
+            updated = readme_blocks.regenerate_readme(text, REPO)
             if updated != text:
-                print("error: README.md's generated tables differ from what results/ gives; run "
-                      "python scripts/report.py readme", file=sys.stderr)
-                return 1
-            return 0
-        readme.write_text(updated)
-        print("README.md regenerated" if updated != text else "README.md up to date", file=sys.stderr)
+                stale.append(page.relative_to(REPO).as_posix())
+                if not args.check:
+                    page.write_text(updated)
+        if args.check and stale:
+            print(f"error: the generated tables of {', '.join(stale)} differ from what results/ gives; run "
+                  "python scripts/report.py readme", file=sys.stderr)
+            return 1
+        if not args.check:
+            print(f"regenerated {', '.join(stale)}" if stale else "README.md and docs/ up to date", file=sys.stderr)
         return 0
     if args.results_dir is None:
         parser.error("RESULTS_DIR is required")
