@@ -164,7 +164,8 @@ def test_imagenet_and_action_resume_runs_nothing(tmp_path, monkeypatch, script, 
     datasets are not built here (stand-ins for the task and the method), only the checkpoint is opened."""
     marker = tmp_path / "pwned"
     evil = plant(tmp_path / "evil.pth", marker, task=task, method="ReBias")
-    monkeypatch.setitem(experiment.TASKS, task, lambda config, device: SimpleNamespace(name=task))
+    monkeypatch.setitem(experiment.TASKS, task,
+                        lambda config, device: SimpleNamespace(name=task, data_fingerprint=lambda: None))
     monkeypatch.setitem(experiment.METHODS, "rebias", lambda config, task, device, autocast: SimpleNamespace(
         name="ReBias"))
     with pytest.raises(CheckpointError, match="could run code"):
