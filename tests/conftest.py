@@ -53,6 +53,16 @@ def fake_mnist_root(tmp_path_factory) -> Path:
     return make_fake_mnist(tmp_path_factory.mktemp("fake_mnist"))
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, fake_mnist_root) -> Path:
+    """DisEnt-layout Colored MNIST at 5 pct (300 valid images) generated from the fake MNIST, once per module."""
+    from datasets.make_disent_data import cmnist
+
+    out = tmp_path_factory.mktemp("disent_data")
+    cmnist(str(fake_mnist_root), str(out), percents="5", n_valid=300)
+    return out
+
+
 @pytest.fixture(scope="session", autouse=True)
 def lff_palette(tmp_path_factory) -> Path:
     """LfF's colors.th from ../shared when present; otherwise the ten pure hues (in [0, 1]) in its format (10x3x1x1

@@ -15,7 +15,6 @@ from bench import cmnist_floor
 from criterions.gce import GeneralizedCELoss
 from criterions.loss_ema import PerSampleLossEMA
 from datasets.disent_data import load_split_tensor
-from datasets.make_disent_data import cmnist
 from methods import METHODS
 from methods.disent import LfF, merged_optimizer_state
 from models.disent_models import DISENT_MODELS
@@ -23,13 +22,6 @@ from tasks.disent import DisEntTask, to_unit_range
 from train_disent import DEFAULTS
 
 PERCENT = "5pct"
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory, fake_mnist_root):
-    out = tmp_path_factory.mktemp("speedup_data")
-    cmnist(str(fake_mnist_root), str(out), percents="5", n_valid=300)
-    return out
 
 
 def task_config(data_dir, **overrides) -> Munch:

@@ -20,7 +20,7 @@ import test as test_py
 import train_disent
 from datasets.disent_data import load_split_tensor, split_files
 from datasets.lff_npy import lff_folder, read_lff_split
-from datasets.make_disent_data import cmnist, from_lff
+from datasets.make_disent_data import from_lff
 from datasets.manifests import DataMismatchError
 from models.action_models import ResNet3D
 from models.imagenet_models import BagNet18, ResNet18
@@ -31,13 +31,6 @@ from utils.original_checkpoints import read_checkpoint, resolve_path, to_project
 REPO = Path(__file__).resolve().parents[1]
 DISENT_RUN = dict(dataset="cmnist", percent="5pct", lr=0.01, batch_size=32, num_steps=4, valid_freq=2,
                   device="cpu", progress=False)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory, fake_mnist_root):
-    out = tmp_path_factory.mktemp("disent_data")
-    cmnist(str(fake_mnist_root), str(out), percents="5", n_valid=300)
-    return out
 
 
 @pytest.fixture(scope="module")

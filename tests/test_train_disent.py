@@ -11,7 +11,6 @@ import pytest
 
 import test as disent_test
 import train_disent
-from datasets.make_disent_data import cmnist
 from trainer import Trainer
 from utils.io import CheckpointError, load_checkpoint
 
@@ -19,13 +18,6 @@ REPO = Path(__file__).resolve().parents[1]
 RUN = dict(dataset="cmnist", percent="5pct", lr=0.01, batch_size=64, num_steps=60, valid_freq=20, curr_step=20,
            lambda_dis_align=10, lambda_swap_align=10, use_lr_decay=True, lr_decay_step=20, lr_gamma=0.5,
            device="cpu", progress=False)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory, fake_mnist_root):
-    out = tmp_path_factory.mktemp("disent_data")
-    cmnist(str(fake_mnist_root), str(out), percents="5", n_valid=300)
-    return out
 
 
 def train(tmp_path: Path, data_dir: Path, exp: str, **flags) -> dict:
