@@ -21,7 +21,7 @@ from bench import throughput_biased_mnist as bench
 from test_imagenet import imagenet, run_main as run_imagenet  # noqa: F401 (imagenet is a fixture)
 from test_seed_stacking import METHOD_FLAGS, SMALL as STACKING_SMALL, assert_same_run, load
 from test_train_biased_mnist import cli, cli_flags
-from test_train_disent import data_dir, train as run_disent  # noqa: F401 (data_dir is a fixture)
+from test_train_disent import train as run_disent
 from trainer import autocast_factory
 
 if importlib.util.find_spec("av"):  # PyAV decodes the action videos; without it only the action tests are skipped
