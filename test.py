@@ -3,8 +3,9 @@
     python test.py --pretrained_path=<path_to_pretrained_ckpt> --dataset=<dataset> --percent=<percent>   (DisEnt's)
     python test.py --pretrained_path RUN_DIR_OR_FILE [--checkpoint best|last] [--device cpu] [--out FILE]
         [--data_dir DIR] [--root MNIST_ROOT] [--val_root DIR --imageneta_root DIR --cluster_csv CSV]
-        [--train_root DIR --eval_root DIR --train_annotation_file F --eval_annotation_file F] [--image_size 224]
-        [--num_workers N] [--limit_eval_batches N]
+        [--train_root DIR --eval_root DIR --train_annotation_file F --eval_annotation_file F] [--frame_folders]
+        [--num_frames 8 --sampling_rate 8 --crop_size 224 --test_crop_size 256 --num_clips 10] [--image_size 224]
+        [--num_workers N] [--batch_size N] [--limit_eval_batches N]
 
 ``--pretrained_path``: a checkpoint file, or a folder holding one: this project's run directory (``best.pth``, or
 ``last.pth`` with ``--checkpoint last``), DisEnt's ``log/<dataset>/<exp>`` or its ``result/`` (``best_model_l.th`` +
@@ -44,7 +45,7 @@ from utils.original_checkpoints import PROJECT, LoadedCheckpoint, load_networks,
 from utils.seed import seed_everything
 
 IGNORED_ORIGINAL_FLAGS = frozenset({
-    "batch_size", "lr", "weight_decay", "momentum", "exp", "num_steps", "target_attr_idx",
+    "lr", "weight_decay", "momentum", "exp", "num_steps", "target_attr_idx",
     "bias_attr_idx", "use_lr_decay", "lr_decay_step", "q", "lr_gamma", "lambda_dis_align", "lambda_swap_align",
     "lambda_swap", "ema_alpha", "curr_step", "use_type0", "use_type1", "use_resnet20", "model", "log_dir",
     "valid_freq", "log_freq", "save_freq", "wandb", "tensorboard", "train_ours", "train_vanilla",
@@ -52,9 +53,11 @@ IGNORED_ORIGINAL_FLAGS = frozenset({
 """The flags of DisEnt's train.py/test.py (disent_spec §2) that this test.py does not read: the checkpoint's
 config, or its networks, say what they were."""
 DATA_FLAGS = ("root", "train_root", "val_root", "imageneta_root", "cluster_csv", "train_annotation_file",
-              "eval_root", "eval_annotation_file", "frame_folders", "image_size", "num_workers")
-"""Where a task's data are and how they are read (ImageNet's input size, which ReBias' files do not record: 224
-unless given; loader workers): given here, they replace the checkpoint's (``--data_dir`` too)."""
+              "eval_root", "eval_annotation_file", "frame_folders", "image_size", "num_frames", "sampling_rate",
+              "target_fps", "frames_fps", "crop_size", "test_crop_size", "num_clips", "num_workers", "batch_size")
+"""Where a task's data are and how they are read (ImageNet's input size and the action clips, which ReBias' files
+do not record: main_imagenet.py's / main_action.py's defaults unless given; loader workers; the evaluation batch,
+which changes no prediction): given here, they replace the checkpoint's (``--data_dir`` too)."""
 DISENT_MODELS_BY_DATASET = {"cmnist": ("mlp", "mlp_lff"), "cifar10c": ("resnet18",), "bffhq": ("resnet18",)}
 """The networks the originals train on each of DisEnt's datasets (DisEnt: MLP / ResNet18; LfF: its wider MLP)."""
 
@@ -87,7 +90,8 @@ def entry_validate(task: str, config: Munch) -> None:
     validate(config)
 
 
-def disent_config(loaded: LoadedCheckpoint, dataset: str | None, percent: Any, data_dir: str | None) -> Munch:
+def disent_config(loaded: LoadedCheckpoint, dataset: str | None, percent: Any, data_dir: str | None,
+                  data_flags: dict[str, Any]) -> Munch:
     """The train_disent.py configuration of a DisEnt / LfF file, for ``--dataset`` / ``--percent``, checked against
     the file's network (architecture, class count)."""
     from train_disent import normalise_percent, validate, validate_variant
@@ -103,6 +107,7 @@ def disent_config(loaded: LoadedCheckpoint, dataset: str | None, percent: Any, d
         raise CheckpointError(f"{loaded.description} classifies {loaded.num_classes} classes, but --dataset "
                               f"{config.dataset} has {NUM_CLASSES[config.dataset]}")
     config.batch_size = BATCH_SIZES[config.dataset]
+    config.update({flag: value for flag, value in data_flags.items() if flag in ("num_workers", "batch_size")})
     config.select_on = "final"  # nothing is selected here (LfF's data have no valid split)
     manifest = read_manifest(config.data_dir, config.dataset, config.percent) if config.dataset == "cmnist" else None
     if manifest is not None:  # the file does not say which colours it was trained on: the data's own
@@ -116,7 +121,7 @@ def run_config(loaded: LoadedCheckpoint, dataset: str | None, percent: Any, data
                data_flags: dict[str, Any]) -> tuple[str, Munch]:
     """The task's registry name and the configuration to rebuild the checkpoint's task and method with."""
     if loaded.task is None:
-        return "disent", disent_config(loaded, dataset, percent, data_dir)
+        return "disent", disent_config(loaded, dataset, percent, data_dir, data_flags)
     config = Munch({**entry_defaults(loaded.task), **loaded.config})
     if loaded.format == PROJECT:
         from train_disent import normalise_percent
@@ -164,6 +169,9 @@ def main(pretrained_path: str | None = None, dataset: str | None = None, percent
     require(pretrained_path is not None, "--pretrained_path is required (a run directory or a checkpoint file)")
     require(checkpoint in ("best", "last"), f"--checkpoint must be 'best' or 'last', got {checkpoint!r}")
     require(out is None or not Path(str(out)).is_dir(), f"--out {out}: is a folder, give a file name")
+    for flag, least in (("batch_size", 1), ("num_workers", 0)):
+        require(flag not in flags or (isinstance(flags[flag], int) and flags[flag] >= least),
+                f"--{flag} must be an integer >= {least}, got {flags.get(flag)!r}")
     loaded = read_checkpoint(str(pretrained_path), checkpoint)
     output = Path(str(out)) if out is not None else loaded.path.parent / "test_results.json"
     where = f"--out {out}" if out is not None else f"--pretrained_path {pretrained_path} (test_results.json's folder)"

@@ -447,3 +447,37 @@ def test_same_seed_same_metrics_with_loader_workers(tmp_path, action_data):
     first = run_main(tmp_path / "a", action_data, num_workers=2)
     second = run_main(tmp_path / "b", action_data, num_workers=2)
     assert first["metrics"] == second["metrics"] and first["history"][0]["train"] == second["history"][0]["train"]
+
+
+@pytest.mark.slow
+def test_rebias_action_file_gives_our_accuracy(tmp_path, action_data):
+    """test.py on a ReBias-format ``last.pth`` (SlowFast keys inside DataParallel, Munch options) of a short run
+    gives the accuracies of the run's own checkpoint, with the clip settings given as flags."""
+    import test as test_py
+    from test_original_checkpoints import slowfast_keys
+    from utils.io import safe_torch_load
+    from utils.original_checkpoints import resolve_path
+    run_main(tmp_path, action_data, n_epochs=1)
+    run_dir = tmp_path / "run"
+    data = dict(train_root=str(action_data.kinetics), eval_root=str(action_data.mimetics),
+                train_annotation_file=str(action_data.annotation),
+                eval_annotation_file=str(action_data.mimetics_csv), num_workers=0, batch_size=4)
+    clips = {flag: SMALL[flag] for flag in ("num_frames", "sampling_rate", "crop_size", "test_crop_size",
+                                            "num_clips")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedVideoWarning)
+        ours = test_py.main(pretrained_path=str(run_dir), device="cpu", out=str(tmp_path / "ours.json"))
+        method = safe_torch_load(resolve_path(run_dir))["method"]
+        torch.save({"f_net": slowfast_keys(method["f_net"]), "g_nets": [slowfast_keys(g) for g in method["g_nets"]],
+                    "options": Munch(f_config=Munch(feature_position="post"), outer_criterion="RbfHSIC"),
+                    "metadata": {"cur_epoch": 1}}, tmp_path / "last.pth")
+        tested = test_py.main(pretrained_path=str(tmp_path / "last.pth"), device="cpu",
+                              out=str(tmp_path / "tested.json"), **data, **clips)
+    assert tested["format"] == "rebias" and tested["task"] == "action" and tested["method"] == "ReBias"
+    assert set(tested["metrics"]) == {"unbiased", "biased"}
+    assert tested["predictor_metrics"] == ours["predictor_metrics"]
+    assert tested["per_cell_accuracy"] == ours["per_cell_accuracy"]
+    assert tested["worst_group"] == ours["worst_group"]
+    with pytest.raises(ConfigError, match="--dataset and --percent are for DisEnt"):
+        test_py.main(pretrained_path=str(tmp_path / "last.pth"), device="cpu", dataset="cmnist", percent="1pct",
+                     **data)

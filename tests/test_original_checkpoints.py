@@ -239,6 +239,15 @@ def test_bad_original_files_get_one_line_errors(runs, data_dir, tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(Exception, match="give --dataset and --percent"):
         evaluate(tmp_path / "classes")
+    with pytest.raises(Exception, match="--batch_size must be an integer >= 1, got 0"):
+        evaluate(runs["lff"], batch_size=0)
+
+
+def test_batch_size_reaches_the_loaders_of_original_files(runs, data_dir, tmp_path):
+    torch.save(step_file(load_project(runs["lff"])["method"]["networks"]["f"]), tmp_path / "model.th")
+    one = evaluate(tmp_path, dataset="cmnist", percent="5pct", data_dir=str(data_dir), batch_size=1,
+                   num_workers=1, limit_eval_batches=1)  # one image per split: 0 or 100
+    assert set(one["metrics"].values()) <= {0.0, 100.0}
 
 
 def test_init_from_and_resume_take_original_checkpoints(runs, data_dir, tmp_path, capsys):
