@@ -93,6 +93,15 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoi
     with pytest.raises(FileNotFoundError):  # other OSErrors keep their traceback
         run_cli(bug)
 
+    def bug_while_handling_a_full_disk() -> None:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise KeyError("a bug in the handler")
+
+    with pytest.raises(KeyError):  # not reported as a full disk
+        run_cli(bug_while_handling_a_full_disk)
+
 
 def test_a_read_only_save_dir_is_one_line(tmp_path, fake_mnist_root, monkeypatch, capsys):
     read_only = tmp_path / "read_only"

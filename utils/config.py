@@ -101,14 +101,17 @@ WRITE_REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
 
 
 def refused_write(error: BaseException) -> OSError | None:
-    """The :data:`WRITE_REFUSED` OSError that ``error`` is or was raised from (its ``__cause__``/``__context__``
-    chain: torch wraps a failed write of a checkpoint in a RuntimeError), or None."""
+    """The :data:`WRITE_REFUSED` OSError that ``error`` is, or that RuntimeErrors wrap (torch wraps a failed write
+    of a checkpoint in one: its ``__cause__``/``__context__`` chain), or None. Any other exception on the way (a bug
+    raised while handling a full disk) is not a refused write: it keeps its traceback."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in WRITE_REFUSED:
-            return current
+        if isinstance(current, OSError):
+            return current if current.errno in WRITE_REFUSED else None
+        if type(current) is not RuntimeError:
+            return None
         current = current.__cause__ or current.__context__
     return None
 
