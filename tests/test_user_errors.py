@@ -183,13 +183,15 @@ def test_reproduction_reports_say_when_every_run_was_left_out(tmp_path, capsys, 
 
 
 def test_reproduction_report_counts_the_runs_it_left_out(tmp_path, capsys):
-    for name, preset in (("disent", None), ("lff", "lff_paper")):
+    for name, method, preset in (("disent", "LfF", None), ("lff", "LfF", "lff_paper"),
+                                 ("ce", "LfF[bias_loss=ce]", None)):
         path = tmp_path / "runs" / name / "results.json"
         path.parent.mkdir(parents=True)
-        path.write_text(json.dumps(disent_results("LfF", preset)))
+        path.write_text(json.dumps(disent_results(method, preset)))
     assert report.main(["cmnist", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     summary = capsys.readouterr().err.strip().splitlines()[-1]
-    assert summary.startswith("2 runs, 1 in the tables (left out: 1 run(s) of LfF's protocol")
+    assert summary.startswith("3 runs, 1 in the tables (left out: 1 run(s) of LfF's protocol")
+    assert "1 run(s) of LfF[bias_loss=ce], which the tables have no row for" in summary
 
 
 # ------------------------------------------------------------------------------------ 11: silently accepted flags
