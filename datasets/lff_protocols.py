@@ -168,10 +168,15 @@ def colour_noise_std(render: str, severity: int) -> float:
     return COLOUR_NOISE_STD[severity - 1] if render == "lff" else 0.0
 
 
+CIFAR10C_SEVERITIES = range(1, 5)
+"""LfF's Corrupted CIFAR-10 severities: level ``severity + 1`` must be one of CIFAR-10-C's five levels, and level 1
+is never used."""
+
+
 def corruption_level(severity: int) -> int:
     """LfF severity 1..4 -> CIFAR-10-C level 2..5 (``protocol[name](img, severity + 1)``)."""
-    if not 1 <= severity <= 4:
-        raise ValueError(f"LfF severity must lie in 1..4, got {severity}")
+    if severity not in CIFAR10C_SEVERITIES:
+        raise ValueError(f"LfF severity must lie in 1..{CIFAR10C_SEVERITIES[-1]}, got {severity}")
     return severity + 1
 
 

@@ -51,10 +51,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from datasets.lff_protocols import (COLOUR_NOISE_STD, DEFAULT_PALETTE, DEFAULT_SEVERITY, NUM_CLASSES, PALETTES,
-                                    PERCENTS, DEFAULT_RENDERER, TEST_ALIGNED_RATIO, TYPE0_CORRUPTIONS, aligned_ratio,
-                                    colour_noise_std, corrupt_type0, corruption_level, make_attr_labels,
-                                    palette_colours, percent_dirname, render_digits, RENDERERS)
+from datasets.lff_protocols import (CIFAR10C_SEVERITIES, COLOUR_NOISE_STD, DEFAULT_PALETTE, DEFAULT_RENDERER,
+                                    DEFAULT_SEVERITY, NUM_CLASSES, PALETTES, PERCENTS, RENDERERS, TEST_ALIGNED_RATIO,
+                                    TYPE0_CORRUPTIONS, aligned_ratio, colour_noise_std, corrupt_type0,
+                                    corruption_level, make_attr_labels, palette_colours, percent_dirname,
+                                    render_digits)
 from datasets.corruptions import resolve_frost_dir
 from datasets.lff_npy import lff_folder, read_lff_split
 from datasets.manifests import DIGEST_KEY, MANIFEST_NAME, VERDICT_NAME, manifest_digest, split_digest
@@ -302,7 +303,7 @@ def cifar10c(cifar_root: str | None = None, out: str | None = None, frost_dir: s
     before anything is read or written."""
     require(cifar_root is not None, "--cifar_root is required: the folder holding cifar-10-batches-py")
     out, percent_values = _checked_common(out, percents, seed, n_valid, limit)
-    require(severity in range(1, 5), f"--severity must lie in 1..4, got {severity!r}")
+    require(severity in CIFAR10C_SEVERITIES, f"--severity must lie in 1..{CIFAR10C_SEVERITIES[-1]}, got {severity!r}")
     level = corruption_level(severity)
     train_x, train_y, test_x, test_y = load_cifar10(str(cifar_root))
     frost_dir = str(resolve_frost_dir(None if frost_dir is None else str(frost_dir)))

@@ -118,6 +118,8 @@ def test_type0_corruption_dispatch_and_severity_mapping(tmp_path):
     assert corruption_level(4) == 5 and corruption_level(1) == 2
     with pytest.raises(ValueError):
         corruption_level(5)
+    with pytest.raises(ValueError):
+        corruption_level(0)
     assert set(TYPE0_CORRUPTIONS) == set(CORRUPTIONS) and TYPE0_CORRUPTIONS[1] == "frost"
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(4, 16, 16, 3), dtype=np.uint8)
