@@ -20,7 +20,7 @@ from methods.rebias import rebias_method_name
 from optims import OPTIMIZERS, SCHEDULERS
 from tasks import TASKS
 from trainer import CHECKPOINT_NAME, NonFiniteLossError, ResumePoint, Trainer, TrainingInterrupted, autocast_factory
-from utils.io import CheckpointError, json_plain, load_checkpoint
+from utils.io import CheckpointError, json_plain, load_checkpoint, require_meta
 from utils.original_checkpoints import initialise_from, refuse_original_resume
 from utils.config import ConfigError, is_batch_limit, require
 from utils.distributed import init_distributed, is_main_process, shutdown
@@ -106,10 +106,11 @@ def _continues_own_checkpoint(config: Munch) -> bool:
 
 
 def refuse_other_flags(path: Path, saved: Mapping[str, Any], config: Mapping[str, Any],
-                       defaults: Mapping[str, Any]) -> None:
+                       defaults: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> None:
     """Refuse to continue the checkpoint ``path``, whose configuration is ``saved``, unless it was trained with the
     flags of ``config`` (all but :data:`RUN_CONTROL_FLAGS`; a flag missing from either side counts as its value in
-    ``defaults``: a flag newer than the checkpoint). One line lists every difference."""
+    ``defaults``: a flag newer than the checkpoint). One line lists every difference, after the checkpoint's task
+    and method (its ``meta``) where known."""
     absent = object()
     saved, current, defaults = json_plain(dict(saved)), json_plain(dict(config)), json_plain(dict(defaults))
 
@@ -123,8 +124,11 @@ def refuse_other_flags(path: Path, saved: Mapping[str, Any], config: Mapping[str
                    for flag in dict.fromkeys([*saved, *current])
                    if flag not in RUN_CONTROL_FLAGS and value(saved, flag) != value(current, flag)]
     if differences:
-        raise CheckpointError(f"checkpoint '{path}' was trained with other flags: {', '.join(differences)}; resume "
-                              "with the checkpoint's flags, or start a new run (another --run_name) without --resume")
+        known = [f"{key} {meta[key]}" for key in ("task", "method") if isinstance(meta, Mapping) and key in meta]
+        of = f" ({', '.join(known)})" if known else ""
+        raise CheckpointError(f"checkpoint '{path}'{of} was trained with other flags: {', '.join(differences)}; "
+                              "resume with the checkpoint's flags, or start a new run (another --run_name) without "
+                              "--resume")
 
 
 def resume_expectations(task: Any, method: Any) -> dict[str, Any]:
@@ -137,11 +141,12 @@ def resume_expectations(task: Any, method: Any) -> dict[str, Any]:
     return expect
 
 
-def resume_point(config: Munch, defaults: Mapping[str, Any], expect: Mapping[str, Any]) -> ResumePoint | None:
+def resume_point(config: Munch, defaults: Mapping[str, Any]) -> ResumePoint | None:
     """The checkpoint ``--resume`` continues from (``RUN_DIR/last.pth`` for ``--resume`` / ``auto``, else the path
-    given), loaded on the CPU and checked: its ``meta`` has the ``expect``-ed task and method and its flags are
-    this run's (:func:`refuse_other_flags`). None for a fresh start: no ``--resume``, or ``auto`` without one.
-    The authors' checkpoints are refused with a hint at ``--init_from`` (they lack this project's trainer state)."""
+    given), loaded on the CPU and checked before any data are read: its flags are this run's
+    (:func:`refuse_other_flags`); :func:`require_resume_fits` checks its task, method and data once they are built.
+    None for a fresh start: no ``--resume``, or ``auto`` without one. The authors' checkpoints are refused with a
+    hint at ``--init_from`` (they lack this project's trainer state)."""
     if not config.resume:
         return None
     own = Path(config.save_dir) / config.run_name / CHECKPOINT_NAME
@@ -149,14 +154,20 @@ def resume_point(config: Munch, defaults: Mapping[str, Any], expect: Mapping[str
         return None
     path = own if config.resume is True or config.resume == "auto" else Path(config.resume)
     try:
-        checkpoint = load_checkpoint(path, expect=expect)
+        checkpoint = load_checkpoint(path)
     except CheckpointError:
         refuse_original_resume(path)
         raise
     if not isinstance(checkpoint.get("config"), dict):
         raise CheckpointError(f"checkpoint '{path}' holds no configuration: its flags cannot be checked")
-    refuse_other_flags(path, checkpoint["config"], config, defaults)
+    refuse_other_flags(path, checkpoint["config"], config, defaults, checkpoint["meta"])
     return ResumePoint(path, checkpoint)
+
+
+def require_resume_fits(point: ResumePoint, task: Any, method: Any) -> None:
+    """Refuse to continue ``point`` unless its ``meta`` holds this run's task, method and data fingerprint
+    (:func:`resume_expectations`)."""
+    require_meta(point.checkpoint, point.path, resume_expectations(task, method))
 
 
 def refuse_finished_runs(config: Munch, results_paths: Iterable[Path]) -> None:
@@ -280,13 +291,15 @@ def run_experiment(task_name: str, method_name: str, config: Munch, trainer_clas
     try:
         with run_dirs_locked(trainer_class.run_dirs(config)) if main_process else nullcontext():
             refuse_finished_runs(config, trainer_class.results_paths(config))
+            resume_from = resume_point(config, defaults)
             seed_everything(config.seed, config.deterministic)
             torch.set_flush_denormal(flush)
             task = TASKS[task_name](config, device)
             autocast = autocast_factory(device, config.amp)
             method = METHODS[method_name](config, task, device, autocast)
-            resume_from = resume_point(config, defaults, expect=resume_expectations(task, method))
-            if resume_from is None and config.get("init_from"):
+            if resume_from is not None:
+                require_resume_fits(resume_from, task, method)
+            elif config.get("init_from"):
                 report = initialise_from(method, config.init_from)
                 if main_process:
                     print(report, flush=True)

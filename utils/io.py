@@ -191,8 +191,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
     checkpoint = safe_torch_load(path, map_location)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("meta"), dict):
         raise CheckpointError(f"'{path}' is not a checkpoint written by this project")
-    for key, value in (expect or {}).items():
+    require_meta(checkpoint, path, expect or {})
+    return checkpoint
+
+
+def require_meta(checkpoint: Mapping[str, Any], path: str | os.PathLike, expect: Mapping[str, Any]) -> None:
+    """Raise :class:`CheckpointError` unless the ``meta`` of a checkpoint of this project (loaded from ``path``)
+    holds every ``expect``-ed value."""
+    for key, value in expect.items():
         found = checkpoint["meta"].get(key)
         if found != value:
             raise CheckpointError(f"checkpoint '{path}' has {key}={found!r} but this run needs {key}={value!r}")
-    return checkpoint
