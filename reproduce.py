@@ -71,8 +71,9 @@ def print_tables() -> None:
     for table in TABLES.values():
         inputs = " ".join(f"--{name} {default if default is not None else '(required)'}"
                           for name, default in table.inputs.items() if default != "") or "-"
-        print(f"{table.name:16s} {table.title}\n{'':16s} {table.axis} cells: {' '.join(table.cells)}; seeds "
-              f"{','.join(map(str, table.seeds))}; inputs: {inputs}; same runs as: {table.script}")
+        aliases = f" (also: {', '.join(table.aliases)})" if table.aliases else ""
+        print(f"{table.name:16s} {table.title}{aliases}\n{'':16s} {table.axis} cells: {' '.join(table.cells)}; "
+              f"seeds {','.join(map(str, table.seeds))}; inputs: {inputs}; same runs as: {table.script}")
 
 
 def run_data_steps(plan: Plan) -> None:

@@ -113,6 +113,7 @@ class Table:
     build: Callable[[Settings], Plan]
     check: Callable[[Settings, Plan], None] = lambda settings, plan: None
     paper: Mapping[str, Mapping[float, PaperNumber]] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
 
     @property
     def default_out(self) -> str:
@@ -133,12 +134,14 @@ class Table:
                         merged, device, quiet)
 
     def select_cells(self, value: Any) -> tuple[str, ...]:
-        """``--cells``: None (all), one cell or several (``0.5pct,1pct``; fire may pass a tuple or a number)."""
+        """``--cells``: None (all), one cell or several (``0.5pct,1pct``; fire may pass a tuple or a number), with
+        or without the axis' name before the value (``rho0.997`` as in the run names)."""
         if value is None:
             return self.cells
         chosen = []
         for item in split_list(value):
-            match = [cell for cell in self.cells if cell == item or _same_number(cell, item)]
+            bare = item.removeprefix(self.axis)
+            match = [cell for cell in self.cells if cell in (item, bare) or _same_number(cell, bare)]
             require(bool(match), f"unknown cell {item!r} of table {self.name} (its {self.axis} cells: "
                                  f"{', '.join(self.cells)})")
             chosen.append(match[0])
@@ -410,12 +413,14 @@ MNIST_INPUTS = {"mnist_root": MNIST_ROOT}
 TABLES: dict[str, Table] = {table.name: table for table in (
     Table("rebias_table1", "ReBias Table 1: Biased MNIST, unbiased accuracy by rho",
           "bash scripts/biased_mnist_table1.sh", "rho", ("0.999", "0.997", "0.995", "0.99"), (0, 1, 2), "epochs",
-          MNIST_INPUTS, _biased_mnist, lambda settings, plan: require_mnist(settings.inputs["mnist_root"])),
+          MNIST_INPUTS, _biased_mnist, lambda settings, plan: require_mnist(settings.inputs["mnist_root"]),
+          aliases=("biased_mnist_table1",)),
     Table("rebias_table2", "ReBias Table 2: 9-class ImageNet (biased, unbiased, ImageNet-A)",
           "TRAIN_ROOT=... VAL_ROOT=... bash scripts/imagenet_table2.sh", "method", REBIAS_METHODS, (0, 1, 2), "epochs",
           {"train_root": None, "val_root": None, "imageneta_root": ""},
           _rebias_large("main_imagenet.py", "imagenet", _imagenet_data, REBIAS_IMAGENET_FLAGS),
-          lambda settings, plan: require_folders(settings, ("train_root", "val_root", "imageneta_root"))),
+          lambda settings, plan: require_folders(settings, ("train_root", "val_root", "imageneta_root")),
+          aliases=("imagenet_table2",)),
     Table("rebias_table3", "ReBias Table 3: Kinetics-10 -> Mimetics-10",
           "TRAIN_ROOT=... TRAIN_ANNOTATION=... EVAL_ROOT=... bash scripts/action_table3.sh", "method", REBIAS_METHODS,
           (0, 1, 2), "epochs",
@@ -423,7 +428,8 @@ TABLES: dict[str, Table] = {table.name: table for table in (
            "eval_annotation": "../shared/reference/data/mimetics/mimetics_v1.0.csv"},
           _rebias_large("main_action.py", "action", _action_data, REBIAS_ACTION_FLAGS),
           lambda settings, plan: require_folders(settings, ("train_root", "train_annotation", "eval_root",
-                                                            "eval_annotation"))),
+                                                            "eval_annotation")),
+          aliases=("action_table3",)),
     Table("lff_cmnist", "LfF's Colored MNIST table (LfF's protocol): Vanilla and LfF by ratio",
           "bash scripts/lff_cmnist_table.sh", "percent", CMNIST_PERCENTS, (0, 1, 2), "steps",
           {**MNIST_INPUTS, "data_dir": "data/cmnist_lff_paper"}, _lff_cmnist, _check_cmnist, LFF_CMNIST),
@@ -447,8 +453,14 @@ TABLES: dict[str, Table] = {table.name: table for table in (
 """Every table reproduce.py knows, by name."""
 
 
+TABLE_ALIASES: dict[str, str] = {alias: table.name for table in TABLES.values() for alias in table.aliases}
+"""Other names of tables: the ReBias tables by their sweep scripts' names (``biased_mnist_table1``...)."""
+
+
 def get_table(name: Any) -> Table:
-    """The table called ``name``; :class:`ConfigError` listing the tables otherwise."""
+    """The table called ``name`` (or one of its :data:`TABLE_ALIASES`); :class:`ConfigError` listing the tables
+    otherwise."""
+    name = TABLE_ALIASES.get(name, name) if isinstance(name, str) else name
     if name not in TABLES:
         raise ConfigError(f"unknown table {name!r} (tables: {', '.join(TABLES)}; python reproduce.py list)")
     return TABLES[name]

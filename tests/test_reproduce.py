@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from reports.tables import TABLES, Settings
+from reports.tables import TABLES, Settings, get_table
+from utils.config import ConfigError
 from tests.conftest import make_fake_mnist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,6 +182,16 @@ def test_bad_input_is_one_line(tmp_path, flags, message):
     result = subprocess.run([sys.executable, str(REPO / "reproduce.py"), *flags], cwd=tmp_path, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_tables_by_their_scripts_names_and_cells_by_their_run_names():
+    table = get_table("biased_mnist_table1")
+    assert table is TABLES["rebias_table1"] and get_table("imagenet_table2") is TABLES["rebias_table2"]
+    assert get_table("action_table3") is TABLES["rebias_table3"]
+    assert table.select_cells("rho0.997") == table.select_cells(0.997) == ("0.997",)
+    assert table.select_cells("rho0.99,0.999") == ("0.999", "0.99")
+    with pytest.raises(ConfigError, match="unknown cell 'rho0.5'"):
+        table.select_cells("rho0.5")
 
 
 def test_list_names_every_table():
