@@ -150,7 +150,8 @@ def test_a_run_started_under_the_sweep_scripts_flock_uses_that_lock(tmp_path, fa
                             timeout=180)
     assert result.returncode == 0, result.stderr
     assert (save_dir / "run" / "results.json").exists()
-    shell = subprocess.Popen(["flock", "-n", str(lock), "sleep", "300"])
+    # the holder waits for the lock (no -n): a poll below may hold it for an instant when the holder starts
+    shell = subprocess.Popen(["flock", str(lock), "sleep", "300"])
     try:
         deadline = time.time() + 120  # a loaded 2-core machine can take seconds to start the holder
         while subprocess.run(["flock", "-n", "-E", "75", str(lock), "true"]).returncode != 75:
