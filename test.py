@@ -183,6 +183,9 @@ def main(pretrained_path: str | None = None, dataset: str | None = None, percent
     torch_device = resolve_device(config.device)
     seed_everything(config.get("seed", 0))
     task = TASKS[task_name](config, torch_device)
+    if loaded.num_classes is not None and loaded.num_classes != task.num_classes:
+        raise CheckpointError(f"{loaded.description} classifies {loaded.num_classes} classes, but {task.name} has "
+                              f"{task.num_classes}")
     method = METHODS[loaded.method](config, task, torch_device)
     if loaded.format == PROJECT:
         try:

@@ -138,6 +138,22 @@ def test_rebias_best_pth_and_export_give_our_accuracy(rebias_run, fake_mnist_roo
     assert evaluate(written[0], root=str(fake_mnist_root))["metrics"] == ours["metrics"]
 
 
+def test_bad_rebias_files_get_one_line_errors(rebias_run, fake_mnist_root, tmp_path):
+    good = rebias_file(load_project(rebias_run))
+    nine = {**good["f_net"], "module.fc.weight": good["f_net"]["module.fc.weight"][:9],
+            "module.fc.bias": good["f_net"]["module.fc.bias"][:9]}
+    resnet = {f"module.{k}": v for k, v in ResNet18(10).state_dict().items()}
+    for name, content, pattern in (
+            ("no_g", {**good, "g_nets": []}, "ReBias' checkpoint has no g_nets"),
+            ("arch", {**good, "f_net": {"module.conv.weight": torch.zeros(3)}}, "f_net .* is none of its networks"),
+            ("mixed", {**good, "g_nets": [resnet]}, "f_net is a simple_conv network but g_nets\\[0\\] a resnet one"),
+            ("classes", {**good, "f_net": nine}, "classifies 9 classes, but biased_mnist has 10")):
+        torch.save(content, tmp_path / f"{name}.pth")
+        with pytest.raises(CheckpointError, match=pattern) as error:
+            evaluate(tmp_path / f"{name}.pth", root=str(fake_mnist_root))
+        assert "\n" not in str(error.value)
+
+
 def test_plain_data_reader_runs_no_code(tmp_path):
     class Evil:
         def __reduce__(self):
