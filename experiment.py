@@ -141,10 +141,11 @@ def resume_expectations(task: Any, method: Any) -> dict[str, Any]:
     return expect
 
 
-def resume_point(config: Munch, defaults: Mapping[str, Any]) -> ResumePoint | None:
+def resume_point(config: Munch, defaults: Mapping[str, Any], task_name: str | None = None) -> ResumePoint | None:
     """The checkpoint ``--resume`` continues from (``RUN_DIR/last.pth`` for ``--resume`` / ``auto``, else the path
-    given), loaded on the CPU and checked before any data are read: its flags are this run's
-    (:func:`refuse_other_flags`); :func:`require_resume_fits` checks its task, method and data once they are built.
+    given), loaded on the CPU and checked before any data are read: its task is ``task_name`` (``Task.name_for``)
+    and its flags are this run's (:func:`refuse_other_flags`); :func:`require_resume_fits` checks its task, method
+    and data once they are built.
     None for a fresh start: no ``--resume``, or ``auto`` without one. The authors' checkpoints are refused with a
     hint at ``--init_from`` (they lack this project's trainer state)."""
     if not config.resume:
@@ -154,7 +155,7 @@ def resume_point(config: Munch, defaults: Mapping[str, Any]) -> ResumePoint | No
         return None
     path = own if config.resume is True or config.resume == "auto" else Path(config.resume)
     try:
-        checkpoint = load_checkpoint(path)
+        checkpoint = load_checkpoint(path, expect={"task": task_name} if task_name is not None else None)
     except CheckpointError:
         refuse_original_resume(path)
         raise
@@ -291,7 +292,7 @@ def run_experiment(task_name: str, method_name: str, config: Munch, trainer_clas
     try:
         with run_dirs_locked(trainer_class.run_dirs(config)) if main_process else nullcontext():
             refuse_finished_runs(config, trainer_class.results_paths(config))
-            resume_from = resume_point(config, defaults)
+            resume_from = resume_point(config, defaults, TASKS[task_name].name_for(config))
             seed_everything(config.seed, config.deterministic)
             torch.set_flush_denormal(flush)
             task = TASKS[task_name](config, device)

@@ -4,8 +4,8 @@
     python test.py --pretrained_path RUN_DIR_OR_FILE [--checkpoint best|last] [--device cpu] [--out FILE]
         [--data_dir DIR] [--root MNIST_ROOT] [--val_root DIR --imageneta_root DIR --cluster_csv CSV]
         [--train_root DIR --eval_root DIR --train_annotation_file F --eval_annotation_file F] [--frame_folders]
-        [--num_frames 8 --sampling_rate 8 --crop_size 224 --test_crop_size 256 --num_clips 10] [--image_size 224]
-        [--num_workers N] [--batch_size N] [--limit_eval_batches N]
+        [--num_frames 8 --sampling_rate 8 --crop_size 224 --test_crop_size 256 --num_clips 10 --target_fps 30
+        --frames_fps 30] [--image_size 224] [--num_workers N] [--batch_size N] [--limit_eval_batches N]
 
 ``--pretrained_path``: a checkpoint file, or a folder holding one: this project's run directory (``best.pth``, or
 ``last.pth`` with ``--checkpoint last``), DisEnt's ``log/<dataset>/<exp>`` or its ``result/`` (``best_model_l.th`` +
@@ -18,12 +18,15 @@ DisEnt's and LfF's files do not record their data: ``--dataset`` and ``--percent
 ``--data_dir``, default ``dataset`` as there); for this project's checkpoints they must match the checkpoint. ReBias'
 files give their task by their networks (SimpleConvNet: Biased MNIST, ``--root`` required; ResNet18/BagNet18:
 ImageNet, ``--val_root``; 3D ResNets: action, the Kinetics/Mimetics flags); ImageNet's ``--train_root`` defaults to
-``--val_root`` here (its images are listed, never read). The data flags above override a checkpoint's folders.
+``--val_root`` here (its images are listed, never read). The data flags above override a checkpoint's folders and
+reading settings (:data:`SETTING_FLAGS`; a project checkpoint's ``--num_frames`` / ``--crop_size`` size its network
+and must stay as trained).
 
 Prints the metrics and writes them, with the per-cell accuracies and each split's worst group (lowest (target, bias)
 cell accuracy of f), to ``test_results.json`` beside the checkpoint (or ``--out``; its folder is checked before
-evaluating). The other flags of DisEnt's train.py/test.py (:data:`IGNORED_ORIGINAL_FLAGS`) are accepted and
-ignored, as there; any other flag is refused.
+evaluating), with the reading settings used. ``--batch_size`` sets the evaluation batch; the other flags of
+DisEnt's train.py/test.py (:data:`IGNORED_ORIGINAL_FLAGS`) are accepted and ignored, as there; any other flag is
+refused.
 """
 from __future__ import annotations
 
@@ -52,12 +55,40 @@ IGNORED_ORIGINAL_FLAGS = frozenset({
 })
 """The flags of DisEnt's train.py/test.py (disent_spec §2) that this test.py does not read: the checkpoint's
 config, or its networks, say what they were."""
-DATA_FLAGS = ("root", "train_root", "val_root", "imageneta_root", "cluster_csv", "train_annotation_file",
-              "eval_root", "eval_annotation_file", "frame_folders", "image_size", "num_frames", "sampling_rate",
-              "target_fps", "frames_fps", "crop_size", "test_crop_size", "num_clips", "num_workers", "batch_size")
-"""Where a task's data are and how they are read (ImageNet's input size and the action clips, which ReBias' files
-do not record: main_imagenet.py's / main_action.py's defaults unless given; loader workers; the evaluation batch,
-which changes no prediction): given here, they replace the checkpoint's (``--data_dir`` too)."""
+PATH_FLAGS = ("root", "train_root", "val_root", "imageneta_root", "cluster_csv", "train_annotation_file",
+              "eval_root", "eval_annotation_file")
+"""Where a task's data are: given here, they replace the checkpoint's folders (``--data_dir`` too)."""
+SETTING_FLAGS: dict[str, type] = {
+    "frame_folders": bool, "image_size": int, "num_frames": int, "sampling_rate": int, "target_fps": float,
+    "frames_fps": float, "crop_size": int, "test_crop_size": int, "num_clips": int, "num_workers": int,
+    "batch_size": int}
+"""How the data are read, with each flag's type: ImageNet's input size and the action clips (ReBias' files do not
+record them: main_imagenet.py's / main_action.py's defaults unless given), the loader workers and the evaluation
+batch (no prediction depends on it). Given here, they replace the checkpoint's, except :data:`NETWORK_FLAGS`."""
+NETWORK_FLAGS = ("num_frames", "crop_size")
+"""Settings that size a network (the 3D ResNet's pooling): a checkpoint of this project records them, and another
+value would evaluate another model, so they are refused there unless equal."""
+DATA_FLAGS = (*PATH_FLAGS, *SETTING_FLAGS)
+EVALUATION_SETTINGS = tuple(flag for flag in SETTING_FLAGS if flag not in ("num_workers", "batch_size"))
+"""The settings written into the results (those of the checkpoint's task)."""
+
+
+def check_setting_flags(flags: dict[str, Any]) -> None:
+    """One line for a setting of the wrong type or range (``--num_clips 0``, a bare ``--batch_size``)."""
+    for flag, kind in SETTING_FLAGS.items():
+        if flag not in flags:
+            continue
+        value, least = flags[flag], 0 if flag == "num_workers" else 1
+        if kind is bool:
+            require(isinstance(value, bool), f"--{flag} is True or False, got {value!r}")
+        elif kind is int:
+            require(isinstance(value, int) and not isinstance(value, bool) and value >= least,
+                    f"--{flag} must be an integer >= {least}, got {value!r}")
+        else:
+            require(isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0,
+                    f"--{flag} must be a positive number, got {value!r}")
+
+
 DISENT_MODELS_BY_DATASET = {"cmnist": ("mlp", "mlp_lff"), "cifar10c": ("resnet18",), "bffhq": ("resnet18",)}
 """The networks the originals train on each of DisEnt's datasets (DisEnt: MLP / ResNet18; LfF: its wider MLP)."""
 
@@ -107,7 +138,10 @@ def disent_config(loaded: LoadedCheckpoint, dataset: str | None, percent: Any, d
         raise CheckpointError(f"{loaded.description} classifies {loaded.num_classes} classes, but --dataset "
                               f"{config.dataset} has {NUM_CLASSES[config.dataset]}")
     config.batch_size = BATCH_SIZES[config.dataset]
-    config.update({flag: value for flag, value in data_flags.items() if flag in ("num_workers", "batch_size")})
+    for flag in sorted(set(data_flags) - {"num_workers", "batch_size"}):
+        raise ConfigError(f"--{flag} does not apply to {loaded.description} (DisEnt's data sets take --data_dir, "
+                          "--num_workers and --batch_size)")
+    config.update(data_flags)
     config.select_on = "final"  # nothing is selected here (LfF's data have no valid split)
     manifest = read_manifest(config.data_dir, config.dataset, config.percent) if config.dataset == "cmnist" else None
     if manifest is not None:  # the file does not say which colours it was trained on: the data's own
@@ -134,6 +168,11 @@ def run_config(loaded: LoadedCheckpoint, dataset: str | None, percent: Any, data
                                                      "--dataset and --percent are for DisEnt's data sets")
     if data_dir is not None:
         config.data_dir = data_dir
+    if loaded.format == PROJECT:
+        for flag in NETWORK_FLAGS:
+            if flag in data_flags and flag in config and data_flags[flag] != config[flag]:
+                raise CheckpointError(f"'{loaded.path}' was trained with --{flag} {config[flag]}, which sizes its "
+                                      f"network: --{flag} {data_flags[flag]} would evaluate another model")
     config.update(data_flags)
     if loaded.task == "imagenet" and config.get("train_root") is None:
         config.train_root = config.val_root
@@ -169,9 +208,7 @@ def main(pretrained_path: str | None = None, dataset: str | None = None, percent
     require(pretrained_path is not None, "--pretrained_path is required (a run directory or a checkpoint file)")
     require(checkpoint in ("best", "last"), f"--checkpoint must be 'best' or 'last', got {checkpoint!r}")
     require(out is None or not Path(str(out)).is_dir(), f"--out {out}: is a folder, give a file name")
-    for flag, least in (("batch_size", 1), ("num_workers", 0)):
-        require(flag not in flags or (isinstance(flags[flag], int) and flags[flag] >= least),
-                f"--{flag} must be an integer >= {least}, got {flags.get(flag)!r}")
+    check_setting_flags(flags)
     loaded = read_checkpoint(str(pretrained_path), checkpoint)
     output = Path(str(out)) if out is not None else loaded.path.parent / "test_results.json"
     where = f"--out {out}" if out is not None else f"--pretrained_path {pretrained_path} (test_results.json's folder)"
@@ -182,10 +219,11 @@ def main(pretrained_path: str | None = None, dataset: str | None = None, percent
                   rbf_sigma_x=1.0, rbf_sigma_y=1.0)  # no median radii from the training data: f's outputs need none
     torch_device = resolve_device(config.device)
     seed_everything(config.get("seed", 0))
+    classes = getattr(TASKS[task_name], "num_classes", None)  # the ReBias tasks': known before their data are read
+    if loaded.num_classes is not None and classes is not None and loaded.num_classes != classes:
+        raise CheckpointError(f"{loaded.description} classifies {loaded.num_classes} classes, but "
+                              f"{TASKS[task_name].name_for(config)} has {classes}")
     task = TASKS[task_name](config, torch_device)
-    if loaded.num_classes is not None and loaded.num_classes != task.num_classes:
-        raise CheckpointError(f"{loaded.description} classifies {loaded.num_classes} classes, but {task.name} has "
-                              f"{task.num_classes}")
     method = METHODS[loaded.method](config, task, torch_device)
     if loaded.format == PROJECT:
         try:
@@ -208,6 +246,7 @@ def main(pretrained_path: str | None = None, dataset: str | None = None, percent
     results = {"checkpoint": str(loaded.path), "format": loaded.format, "task": task.name, "method": method.name,
                "step": loaded.step, **({"dataset": config.dataset, "percent": config.percent}
                                        if task_name == "disent" else {}),
+               "evaluation_settings": {flag: config[flag] for flag in EVALUATION_SETTINGS if flag in config},
                **(runs[0] if len(runs) == 1 else {"runs": runs})}
     for run in runs:
         print(f"{method.name} {task.name} ({loaded.format}) seed {run['seed']} step {loaded.step}: "

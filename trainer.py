@@ -65,8 +65,8 @@ def summarise(task: Task, cells: dict[str, dict[str, CellAccuracy]]) -> dict[str
 
 @dataclass
 class ResumePoint:
-    """A checkpoint to continue from, loaded on the CPU and checked to fit the run (experiment.resume_point), and
-    the file it came from."""
+    """A checkpoint to continue from, loaded on the CPU and checked to fit the run (experiment.resume_point and
+    experiment.require_resume_fits), and the file it came from."""
 
     path: Path
     checkpoint: dict[str, Any]

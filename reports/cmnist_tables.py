@@ -34,6 +34,11 @@ PROTOCOL_STEPS = {name: paper_protocol("disent_cmnist", {"preset": preset}).leng
 HEADLINE = {"disent": "test", "lff_paper": "test_cell_mean"}
 PERCENTS = (0.5, 1.0, 2.0, 5.0)
 METHODS = ("Vanilla", "LfF", "DisEnt")
+TABLE_METHODS = {"lff": ("Vanilla", "LfF"), "cmnist": METHODS}
+"""The methods each ``report.py lff|cmnist`` table set has rows for (variants such as ``LfF[bias_loss=ce]`` have
+none: docs/disent_lff_comparison.md reports them)."""
+LFF_TABLE_VARIANT = "lff:lff"
+"""The data variant (palette:renderer) of LfF's table: LfF's own colours and rendering."""
 PROTOCOL_LABELS = {
     "best_test": "best test ⚠ (selected on test; DisEnt's protocol)",
     "last": "last step",
@@ -167,8 +172,9 @@ def _unverified_note(numbers: list[PaperNumber | None]) -> str:
     return "" if all(number.is_verified(with_std=True) for number in shown) else f"\n{UNVERIFIED_NOTE}\n"
 
 
-def _footnote(runs: list[CMNISTRun]) -> str:
-    shortened = [run for run in runs if not run.paper_length]
+def _footnote(runs: list[CMNISTRun], methods: tuple[str, ...] = METHODS) -> str:
+    """The note on the shortened runs of ``methods`` among ``runs`` (those a table would show at full length)."""
+    shortened = [run for run in runs if not run.paper_length and run.method in methods]
     if not shortened:
         return ""
     return (f"\n{len(shortened)} shortened run(s) (fewer steps than the protocol's "
@@ -192,10 +198,10 @@ def _ratio_table(runs: list[CMNISTRun], variant: str, methods: tuple[str, ...], 
 
 def lff_table(runs: list[CMNISTRun], percents: tuple[float, ...] = PERCENTS) -> str:
     """LfF's own Colored MNIST table: unbiased (cell-mean) test accuracy, LfF's protocol, beside the paper."""
-    runs = [run for run in runs if run.protocol == "lff_paper"]
+    runs = [run for run in runs if run.protocol == "lff_paper" and run.variant == LFF_TABLE_VARIANT]
     header = tuple(f"{100 - p:g} % aligned ({p:g} % conflicting)" for p in percents)
-    return _ratio_table(runs, "lff:lff", ("Vanilla", "LfF"), ("last", "best_test", "worst_group"), LFF_CMNIST,
-                        "paper (LfF)", header, percents) + _footnote(runs)
+    return _ratio_table(runs, LFF_TABLE_VARIANT, TABLE_METHODS["lff"], ("last", "best_test", "worst_group"),
+                        LFF_CMNIST, "paper (LfF)", header, percents) + _footnote(runs, TABLE_METHODS["lff"])
 
 
 def disent_table(runs: list[CMNISTRun], variant: str, percents: tuple[float, ...] = PERCENTS) -> str:
@@ -274,9 +280,6 @@ def section_name(variant: str) -> str:
 
 TABLE_PROTOCOLS = {"lff": "lff_paper", "cmnist": "disent"}
 """The protocol of the runs each ``report.py lff|cmnist`` table set shows."""
-TABLE_METHODS = {"lff": ("Vanilla", "LfF"), "cmnist": METHODS}
-"""The methods each ``report.py lff|cmnist`` table set has rows for (variants such as ``LfF[bias_loss=ce]`` have
-none: docs/disent_lff_comparison.md reports them)."""
 PROTOCOL_NAMES = {"lff_paper": "of LfF's protocol (python scripts/report.py lff reads them)",
                   "disent": "of DisEnt's protocol (python scripts/report.py cmnist reads them)"}
 
@@ -289,6 +292,8 @@ def left_out(runs: list[CMNISTRun], which: str) -> dict[str, int]:
             reasons[PROTOCOL_NAMES[run.protocol]] += 1
         elif run.method not in TABLE_METHODS[which]:
             reasons[f"of {run.method}, which the tables have no row for"] += 1
+        elif which == "lff" and run.variant != LFF_TABLE_VARIANT:
+            reasons[f"of data variant {run.variant} (LfF's table shows {LFF_TABLE_VARIANT})"] += 1
         elif not run.paper_length:
             reasons[f"shortened (fewer steps than the protocol's {PROTOCOL_STEPS[run.protocol]} or limited "
                     f"batches)"] += 1
@@ -323,7 +328,7 @@ def build(results_dir: str | Path, out_dir: str | Path, which: str) -> dict[str,
     out.mkdir(parents=True, exist_ok=True)
     tables = sections(runs, which)
     if which == "lff":
-        plot_accuracy_vs_ratio([r for r in runs if r.protocol == "lff_paper"], "lff:lff", "last", LFF_PAPER,
+        plot_accuracy_vs_ratio([r for r in runs if r.protocol == "lff_paper"], LFF_TABLE_VARIANT, "last", LFF_PAPER,
                                ("Vanilla", "LfF"), "LfF's Colored MNIST, LfF's protocol: last step",
                                out / "lff_cmnist_unbiased_vs_ratio.png")
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from munch import Munch
 from torch import nn
 
 from evaluator import CellAccuracy
@@ -20,6 +21,11 @@ class Task:
     criterion_extras: dict[str, Any]
     selection: tuple[str, str] | None = None
     """(evaluation loader, predictor) whose headline metric selects the best checkpoint; None = final model."""
+
+    @classmethod
+    def name_for(cls, config: Munch) -> str:
+        """The name a task of ``config`` will have, known before its data are read (``--resume`` checks it first)."""
+        return cls.name
 
     def build_f(self) -> nn.Module:
         raise NotImplementedError

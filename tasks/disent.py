@@ -92,13 +92,17 @@ def group_metrics(loader_name: str, cells: CellAccuracy) -> dict[str, float]:
 class DisEntTask(Task):
     """One dataset at one ratio of bias-conflicting samples (``--percent``)."""
 
+    @classmethod
+    def name_for(cls, config: Munch) -> str:
+        return f"disent_{config.dataset}"
+
     def __init__(self, config: Munch, device: torch.device, divide_at_load: bool = True):
         """``divide_at_load``: store Colored MNIST divided for the MLP backbones (module docstring); False keeps
         the [0, 1] images for networks with other input conventions (the comparison matrix's)."""
         self.config = config
         dataset = config.dataset
         self.backbone, self.divided_at_load = input_convention(config, divide_at_load)
-        self.name = f"disent_{dataset}"
+        self.name = self.name_for(config)
         self.num_classes = self.num_biases = NUM_CLASSES[dataset]
         self.criterion_extras = {}
         root, percent = config.data_dir, config.percent

@@ -455,7 +455,7 @@ def test_rebias_action_file_gives_our_accuracy(tmp_path, action_data):
     gives the accuracies of the run's own checkpoint, with the clip settings given as flags."""
     import test as test_py
     from test_original_checkpoints import slowfast_keys
-    from utils.io import safe_torch_load
+    from utils.io import CheckpointError, safe_torch_load
     from utils.original_checkpoints import resolve_path
     run_main(tmp_path, action_data, n_epochs=1)
     run_dir = tmp_path / "run"
@@ -478,6 +478,12 @@ def test_rebias_action_file_gives_our_accuracy(tmp_path, action_data):
     assert tested["predictor_metrics"] == ours["predictor_metrics"]
     assert tested["per_cell_accuracy"] == ours["per_cell_accuracy"]
     assert tested["worst_group"] == ours["worst_group"]
+    assert tested["evaluation_settings"] == {**clips, "frame_folders": False, "target_fps": 30.0,
+                                             "frames_fps": 30.0}
+    with pytest.raises(CheckpointError, match="trained with --crop_size 16, which sizes its network"):
+        test_py.main(pretrained_path=str(run_dir), device="cpu", crop_size=32)
+    with pytest.raises(ConfigError, match="--num_clips must be an integer >= 1, got 0"):
+        test_py.main(pretrained_path=str(run_dir), device="cpu", num_clips=0)
     with pytest.raises(ConfigError, match="--dataset and --percent are for DisEnt"):
         test_py.main(pretrained_path=str(tmp_path / "last.pth"), device="cpu", dataset="cmnist", percent="1pct",
                      **data)

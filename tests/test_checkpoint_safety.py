@@ -16,6 +16,7 @@ import torch
 
 import experiment
 from datasets.make_disent_data import cmnist
+from tasks import Task
 from utils.io import CheckpointError, atomic_torch_save, load_checkpoint, safe_torch_load
 from utils.seed import rng_states, set_rng_states
 
@@ -164,8 +165,8 @@ def test_imagenet_and_action_resume_runs_nothing(tmp_path, monkeypatch, script, 
     datasets are not built here (stand-ins for the task and the method), only the checkpoint is opened."""
     marker = tmp_path / "pwned"
     evil = plant(tmp_path / "evil.pth", marker, task=task, method="ReBias")
-    monkeypatch.setitem(experiment.TASKS, task,
-                        lambda config, device: SimpleNamespace(name=task, data_fingerprint=lambda: None))
+    monkeypatch.setitem(experiment.TASKS, task, type("StandInTask", (Task,), {
+        "name": task, "__init__": lambda self, config, device: None}))
     monkeypatch.setitem(experiment.METHODS, "rebias", lambda config, task, device, autocast: SimpleNamespace(
         name="ReBias"))
     with pytest.raises(CheckpointError, match="could run code"):

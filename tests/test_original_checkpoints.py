@@ -255,8 +255,15 @@ def test_bad_original_files_get_one_line_errors(runs, data_dir, tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(Exception, match="give --dataset and --percent"):
         evaluate(tmp_path / "classes")
-    with pytest.raises(Exception, match="--batch_size must be an integer >= 1, got 0"):
-        evaluate(runs["lff"], batch_size=0)
+    for flag, value, pattern in (("batch_size", 0, "--batch_size must be an integer >= 1, got 0"),
+                                 ("batch_size", True, "--batch_size must be an integer >= 1, got True"),
+                                 ("target_fps", "x", "--target_fps must be a positive number")):
+        with pytest.raises(Exception, match=pattern):
+            evaluate(runs["lff"], **{flag: value})
+    (tmp_path / "good").mkdir()
+    torch.save(step_file(weights), tmp_path / "good" / "model.th")
+    with pytest.raises(Exception, match=r"--num_frames does not apply to .* \(DisEnt's data sets take --data_dir"):
+        evaluate(tmp_path / "good", dataset="cmnist", percent="5pct", data_dir=str(data_dir), num_frames=8)
 
 
 def test_batch_size_reaches_the_loaders_of_original_files(runs, data_dir, tmp_path):

@@ -2,6 +2,8 @@
 changes before every check has passed (a refused run leaves no file behind), one process at a time holds a run
 directory (the lock the sweep scripts take too), and wall time adds up over every process that trained a run."""
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +18,7 @@ from munch import Munch
 import main_biased_mnist
 from experiment import COMMON_DEFAULTS, refuse_other_flags, resume_point
 from methods.rebias import ReBias
+from tasks.biased_mnist import BiasedMNISTTask
 from trainer import Trainer, TrainerState, TrainingInterrupted
 from utils.io import CheckpointError, atomic_torch_save
 from utils.run_lock import RunLockedError, lock_path, run_dir_lock
@@ -68,19 +71,22 @@ def test_resume_under_other_flags_is_refused_before_anything_is_written(tmp_path
 
 
 def test_a_resume_under_other_flags_reads_no_data(tmp_path, fake_mnist_root, monkeypatch):
-    """The flags are checked before the task is built (a large dataset is not listed for a refused run); the
-    task, method and data fingerprint once it is."""
-    import experiment
+    """The task and the flags are checked before the task is built (a large dataset is not listed for a refused
+    run); the method and data fingerprint once it is."""
     save_dir = tmp_path / "runs"
     train(fake_mnist_root, save_dir, "run")
     built = []
-    real_task = experiment.TASKS["biased_mnist"]
-    monkeypatch.setitem(experiment.TASKS, "biased_mnist", lambda *args: built.append(1) or real_task(*args))
+    real_init = BiasedMNISTTask.__init__
+    monkeypatch.setattr(BiasedMNISTTask, "__init__", lambda *args: built.append(1) or real_init(*args))
     with pytest.raises(CheckpointError, match=r"'\S+last.pth' \(task biased_mnist, method ReBias\) was trained with "
                                               r"other flags: --lr 0.001 \(checkpoint\) vs 0.01"):
         train(fake_mnist_root, save_dir, "run", lr=0.01, resume=True)
     assert built == []
     checkpoint = torch.load(save_dir / "run" / "last.pth", weights_only=True)
+    atomic_torch_save({**checkpoint, "meta": {**checkpoint["meta"], "task": "imagenet"}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="has task='imagenet' but this run needs task='biased_mnist'"):
+        train(fake_mnist_root, save_dir, "other", resume=str(tmp_path / "other.pth"))
+    assert built == []
     checkpoint["meta"]["method"] = "Vanilla"
     atomic_torch_save(checkpoint, save_dir / "run" / "last.pth")
     with pytest.raises(CheckpointError, match="has method='Vanilla' but this run needs method='ReBias'"):
@@ -151,7 +157,7 @@ def test_a_run_started_under_the_sweep_scripts_flock_uses_that_lock(tmp_path, fa
     assert result.returncode == 0, result.stderr
     assert (save_dir / "run" / "results.json").exists()
     # the holder waits for the lock (no -n): a poll below may hold it for an instant when the holder starts
-    shell = subprocess.Popen(["flock", str(lock), "sleep", "300"])
+    shell = subprocess.Popen(["flock", str(lock), "sleep", "300"], start_new_session=True)
     try:
         deadline = time.time() + 120  # a loaded 2-core machine can take seconds to start the holder
         while subprocess.run(["flock", "-n", "-E", "75", str(lock), "true"]).returncode != 75:
@@ -162,7 +168,7 @@ def test_a_run_started_under_the_sweep_scripts_flock_uses_that_lock(tmp_path, fa
             with run_dir_lock(save_dir / "run"):
                 pass
     finally:
-        shell.kill()
+        os.killpg(shell.pid, signal.SIGKILL)  # flock and its sleep, which holds the lock too
         shell.wait()
 
 

@@ -194,6 +194,31 @@ def test_reproduction_report_counts_the_runs_it_left_out(tmp_path, capsys):
     assert "1 run(s) of LfF[bias_loss=ce], which the tables have no row for" in summary
 
 
+def test_a_folder_of_method_variants_only_is_left_out_with_its_reason(tmp_path, capsys):
+    results = disent_results("LfF[bias_loss=ce]", None)
+    shortened = {**results, "protocol": {"paper_length": False}}
+    for name, content in (("full", results), ("short", shortened)):
+        path = tmp_path / "runs" / name / "results.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(content))
+    assert report.main(["cmnist", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 1
+    line = capsys.readouterr().err.strip()
+    assert "every one of the 2 Colored MNIST runs was left out" in line
+    assert "2 run(s) of LfF[bias_loss=ce], which the tables have no row for" in line
+
+
+def test_lff_table_counts_runs_of_other_data_variants_as_left_out(tmp_path, capsys):
+    for name, palette in (("lff", "lff"), ("hues", "hues")):
+        content = disent_results("LfF", "lff_paper")
+        content["config"].update(palette=palette, render="lff")
+        path = tmp_path / "runs" / name / "results.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(content))
+    assert report.main(["lff", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert summary.startswith("2 runs, 1 in the tables (left out: 1 run(s) of data variant hues:lff")
+
+
 # ------------------------------------------------------------------------------------ 11: silently accepted flags
 @pytest.mark.parametrize("limit", [1.5, 2.0, 0, -1, 0.0, True, "3"])
 def test_batch_limits_are_an_int_from_1_or_a_fraction_in_0_1(limit):
