@@ -19,7 +19,8 @@ from methods import METHODS
 from methods.rebias import rebias_method_name
 from optims import OPTIMIZERS, SCHEDULERS
 from tasks import TASKS
-from trainer import CHECKPOINT_NAME, NonFiniteLossError, ResumePoint, Trainer, TrainingInterrupted, autocast_factory
+from trainer import (CHECKPOINT_NAME, NonFiniteLossError, ResumePoint, Trainer, TrainingInterrupted, autocast_factory,
+                     run_identity)
 from utils.io import CheckpointError, json_plain, load_checkpoint, require_meta
 from utils.original_checkpoints import initialise_from, refuse_original_resume
 from utils.config import ConfigError, is_batch_limit, require
@@ -131,16 +132,6 @@ def refuse_other_flags(path: Path, saved: Mapping[str, Any], config: Mapping[str
                               "--resume")
 
 
-def resume_expectations(task: Any, method: Any) -> dict[str, Any]:
-    """What a checkpoint's ``meta`` must hold to be continued by this run: its task and method, and the data's
-    fingerprint where the task has one (a folder dataset: the same flags may name other data)."""
-    expect = {"task": task.name, "method": method.name}
-    fingerprint = task.data_fingerprint()
-    if fingerprint is not None:
-        expect["data_fingerprint"] = fingerprint
-    return expect
-
-
 def resume_point(config: Munch, defaults: Mapping[str, Any], task_name: str | None = None) -> ResumePoint | None:
     """The checkpoint ``--resume`` continues from (``RUN_DIR/last.pth`` for ``--resume`` / ``auto``, else the path
     given), loaded on the CPU and checked before any data are read: its task is ``task_name`` (``Task.name_for``)
@@ -167,8 +158,8 @@ def resume_point(config: Munch, defaults: Mapping[str, Any], task_name: str | No
 
 def require_resume_fits(point: ResumePoint, task: Any, method: Any) -> None:
     """Refuse to continue ``point`` unless its ``meta`` holds this run's task, method and data fingerprint
-    (:func:`resume_expectations`)."""
-    require_meta(point.checkpoint, point.path, resume_expectations(task, method))
+    (:func:`trainer.run_identity`)."""
+    require_meta(point.checkpoint, point.path, run_identity(task, method))
 
 
 def refuse_finished_runs(config: Munch, results_paths: Iterable[Path]) -> None:
@@ -292,6 +283,7 @@ def run_experiment(task_name: str, method_name: str, config: Munch, trainer_clas
     try:
         with run_dirs_locked(trainer_class.run_dirs(config)) if main_process else nullcontext():
             refuse_finished_runs(config, trainer_class.results_paths(config))
+            METHODS[method_name].check_config(config)
             resume_from = resume_point(config, defaults, TASKS[task_name].name_for(config))
             seed_everything(config.seed, config.deterministic)
             torch.set_flush_denormal(flush)

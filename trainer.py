@@ -63,6 +63,17 @@ def summarise(task: Task, cells: dict[str, dict[str, CellAccuracy]]) -> dict[str
     return summary
 
 
+def run_identity(task: Any, method: Any) -> dict[str, Any]:
+    """What a checkpoint's ``meta`` records of the run that wrote it, and a resume must match: its task and
+    method, and the data's fingerprint where the task has one (a folder dataset: the same flags may name other
+    data)."""
+    identity = {"task": task.name, "method": method.name}
+    fingerprint = task.data_fingerprint()
+    if fingerprint is not None:
+        identity["data_fingerprint"] = fingerprint
+    return identity
+
+
 @dataclass
 class ResumePoint:
     """A checkpoint to continue from, loaded on the CPU and checked to fit the run (experiment.resume_point and
@@ -357,12 +368,7 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- checkpoints
     def _meta(self) -> dict[str, Any]:
-        meta = {"format": CHECKPOINT_FORMAT, "task": self.task.name, "method": self.method.name,
-                "run_name": self.config.run_name}
-        fingerprint = self.task.data_fingerprint()
-        if fingerprint is not None:
-            meta["data_fingerprint"] = fingerprint
-        return meta
+        return {"format": CHECKPOINT_FORMAT, **run_identity(self.task, self.method), "run_name": self.config.run_name}
 
     def _save_checkpoint(self, path: Path) -> None:
         if not is_main_process():

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from munch import Munch
 from torch import Tensor, nn
 
 from datasets.tensor_loader import Batch
@@ -43,6 +44,10 @@ class Method:
 
     name = "method"
     networks: dict[str, nn.Module]
+
+    @classmethod
+    def check_config(cls, config: Munch) -> None:
+        """Refuse flags this method cannot honour (:class:`ConfigError`); run before the task reads any data."""
 
     def phases(self) -> list[Phase]:
         raise NotImplementedError

@@ -40,10 +40,14 @@ class StepBasedMethod(Method):
 
     decays_lr = False
 
-    def __init__(self, config: Munch, task: DisEntTask, device: torch.device, networks: dict[str, nn.Module]):
+    @classmethod
+    def check_config(cls, config: Munch) -> None:
         require(config.get("amp") in (None, "none"),
-                f"--amp {config.get('amp')}: {type(self).name} trains in fp32 (the step-based methods take no "
+                f"--amp {config.get('amp')}: {cls.name} trains in fp32 (the step-based methods take no "
                 "autocast; only ReBias and its baselines train under it), drop --amp")
+
+    def __init__(self, config: Munch, task: DisEntTask, device: torch.device, networks: dict[str, nn.Module]):
+        self.check_config(config)
         self.config = config
         self.networks = {name: prepare_network(net, device, config.channels_last, config.compile)
                          for name, net in networks.items()}

@@ -86,6 +86,7 @@ class FolderTask(Task):
         check_table(table, config.select_on)
         print(table.summary(), flush=True)
         self.table = table
+        self.fingerprint = table.fingerprint(config.data_dir)  # once: every checkpoint's meta records it
         self.num_classes = len(table.target_names)
         self.num_biases = max(1, len(table.bias_names))
         self.image_size = image_size_of(table, config.image_size)
@@ -184,7 +185,7 @@ class FolderTask(Task):
         return group_metrics(loader_name, cells, self.aligned_mask)
 
     def data_fingerprint(self) -> str:
-        return self.table.fingerprint(self.config.data_dir)
+        return self.fingerprint
 
     def results_fields(self) -> dict[str, Any]:
         table = self.table

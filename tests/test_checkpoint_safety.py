@@ -8,7 +8,6 @@ import random
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ import torch
 
 import experiment
 from datasets.make_disent_data import cmnist
+from methods.base import Method
 from tasks import Task
 from utils.io import CheckpointError, atomic_torch_save, load_checkpoint, safe_torch_load
 from utils.seed import rng_states, set_rng_states
@@ -167,8 +167,8 @@ def test_imagenet_and_action_resume_runs_nothing(tmp_path, monkeypatch, script, 
     evil = plant(tmp_path / "evil.pth", marker, task=task, method="ReBias")
     monkeypatch.setitem(experiment.TASKS, task, type("StandInTask", (Task,), {
         "name": task, "__init__": lambda self, config, device: None}))
-    monkeypatch.setitem(experiment.METHODS, "rebias", lambda config, task, device, autocast: SimpleNamespace(
-        name="ReBias"))
+    monkeypatch.setitem(experiment.METHODS, "rebias", type("StandInMethod", (Method,), {
+        "name": "ReBias", "__init__": lambda self, config, task, device, autocast: None}))
     with pytest.raises(CheckpointError, match="could run code"):
         importlib.import_module(script).main(**flags, save_dir=str(tmp_path / "runs"), device="cpu",
                                              resume=str(evil))

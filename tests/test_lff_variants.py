@@ -136,3 +136,14 @@ def test_step_methods_refuse_bf16_they_would_not_train_in():
     with pytest.raises(ConfigError, match="trains in fp32"):
         method(amp="bf16")
     assert method(amp="none").bias_loss == "gce"
+
+
+def test_bf16_is_refused_before_the_data_are_read(tmp_path, monkeypatch):
+    import train_disent
+    from tasks.disent import DisEntTask
+    built = []
+    monkeypatch.setattr(DisEntTask, "__init__", lambda *args, **kwargs: built.append(1))
+    with pytest.raises(ConfigError, match="LfF trains in fp32"):
+        train_disent.main(train_lff=True, dataset="cmnist", percent="5pct", data_dir=str(tmp_path), amp="bf16",
+                          log_dir=str(tmp_path / "log"), device="cpu", progress=False)
+    assert built == []
