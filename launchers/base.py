@@ -2,7 +2,6 @@
 sweep scripts and the entry scripts take (utils/run_lock.py), with the output in a log beside the run's files."""
 from __future__ import annotations
 
-import fcntl
 import os
 import shlex
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from reports.tables import Run
-from utils.run_lock import lock_path
+from utils.run_lock import lock_path, try_lock
 
 REPO = Path(__file__).resolve().parents[1]
 LOG_NAME = "launcher.log"
@@ -68,26 +67,13 @@ def shown_command(run: Run) -> str:
 @contextmanager
 def run_claimed(run: Run) -> Iterator[int | None]:
     """Hold ``<run_dir>.lock`` (an exclusive, non-blocking flock) for the block and yield its descriptor, for the
-    training process to inherit (utils/run_lock.py finds it there); yield None if another process holds it. As in
-    utils/run_lock.py, the file is checked to be the one still named after locking, and removed on release."""
+    training process to inherit (utils/run_lock.py finds it there); yield None if another process holds it. The
+    lock is utils/run_lock.py's (:func:`try_lock`); the file is removed on release."""
     path = lock_path(run.run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            yield None
-            return
-        opened = os.fstat(descriptor)
-        try:
-            named = os.stat(path)
-        except FileNotFoundError:
-            named = None
-        if named is not None and (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino):
-            break
-        os.close(descriptor)
+    descriptor = try_lock(path)
+    if descriptor is None:
+        yield None
+        return
     try:
         yield descriptor
     finally:

@@ -89,9 +89,10 @@ def _make_dirs(directory: Path) -> list[Path]:
     return created
 
 
-def _acquire(path: Path, run_dir: Path) -> int:
-    """A descriptor of ``path`` (created if need be) that holds its lock; :class:`RunLockedError` if another
-    process holds it. Retries when the file was removed or replaced between opening and locking it."""
+def try_lock(path: Path) -> int | None:
+    """A descriptor of the lock file ``path`` (created, with its folder, if need be) that holds its exclusive
+    flock, or None if another process holds it. Retries when the file was removed or replaced between opening and
+    locking it, so the lock held is always that of the file ``path`` names."""
     while True:
         try:
             descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -102,12 +103,19 @@ def _acquire(path: Path, run_dir: Path) -> int:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(descriptor)
-            raise RunLockedError(f"run directory '{run_dir}' is in use by {_holder_description(path)} (lock file "
-                                 f"'{path}'): wait for that run to end, or use another --run_name or --save_dir"
-                                 ) from None
+            return None
         if _same_file(descriptor, path):
             return descriptor
         os.close(descriptor)
+
+
+def _acquire(path: Path, run_dir: Path) -> int:
+    """:func:`try_lock`, or :class:`RunLockedError` naming the holder if another process holds the lock."""
+    descriptor = try_lock(path)
+    if descriptor is None:
+        raise RunLockedError(f"run directory '{run_dir}' is in use by {_holder_description(path)} (lock file "
+                             f"'{path}'): wait for that run to end, or use another --run_name or --save_dir")
+    return descriptor
 
 
 def _remove_empty(directories: list[Path]) -> None:
