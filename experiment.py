@@ -305,20 +305,6 @@ def run_experiment(task_name: str, method_name: str, config: Munch, trainer_clas
     return results if main_process else None
 
 
-def parse_seeds(value: Any) -> list[int] | None:
-    """``--seeds``: None, one integer, or several as ``0,1,2`` (fire passes a tuple) or ``"0 1 2"``."""
-    if value is None:
-        return None
-    parts = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
-    try:
-        seeds = [int(part) for part in parts]
-    except (TypeError, ValueError):
-        raise ConfigError(f"--seeds expects non-negative integers such as 0,1,2, got {value!r}") from None
-    require(bool(seeds) and all(seed >= 0 for seed in seeds) and len(set(seeds)) == len(seeds),
-            f"--seeds expects distinct non-negative integers such as 0,1,2, got {value!r}")
-    return seeds
-
-
 def print_rebias_results(results: dict[str, Any], headline: str, config: Munch) -> None:
     """The end-of-run summary of the f/g trainer's entry scripts: f's and every g's metrics, where results are."""
     metrics = "  ".join(f"{k}={v:.2f}" for k, v in results["metrics"].items())

@@ -35,12 +35,12 @@ from __future__ import annotations
 from typing import Any
 
 from munch import Munch
-from experiment import (REBIAS_DEFAULTS, REBIAS_UNTYPED_FLAGS, RUN_CONTROL_FLAGS, USER_ERRORS, parse_seeds,
+from experiment import (REBIAS_DEFAULTS, REBIAS_UNTYPED_FLAGS, RUN_CONTROL_FLAGS, USER_ERRORS,
                         print_rebias_results, rebias_run_name, run_experiment, validate_rebias)
 from methods.rebias import rebias_method_name
 from reports.paper_numbers import REBIAS_TABLE1_UNBIASED
 from trainer import SeedStackedTrainer
-from utils.config import build_config, require, run_cli
+from utils.config import build_config, parse_seeds, require, run_cli
 from utils.distributed import launched_by_torchrun
 
 DEFAULTS: dict[str, Any] = {

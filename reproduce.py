@@ -26,8 +26,8 @@ from typing import Any
 from launchers import LAUNCHERS, Launcher, LocalLauncher, MultiGpuLauncher, SlurmLauncher
 from launchers.base import FAILED, REPO, shown_command
 from reports import print_table
-from reports.tables import TABLES, Plan, Run, Settings, Table, get_table, run_numbers, split_list
-from utils.config import require, run_cli
+from reports.tables import TABLES, Plan, Run, Settings, Table, get_table, run_numbers
+from utils.config import require, run_cli, split_list
 
 EXTRA_VARIABLE = "REPRODUCE_EXTRA"
 

@@ -42,14 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import synchronize  # noqa: E402
 from datasets.tensor_loader import Batch  # noqa: E402
-from experiment import parse_seeds, resolve_device  # noqa: E402
+from experiment import resolve_device  # noqa: E402
 from main_biased_mnist import DEFAULTS  # noqa: E402
 from methods.base import Phase  # noqa: E402
 from methods.rebias import ReBias  # noqa: E402
 from methods.rebias_seeds import SeedStackedReBias  # noqa: E402
 from tasks.biased_mnist import BiasedMNISTTask, SeedStackedBiasedMNISTTask  # noqa: E402
 from trainer import autocast_factory  # noqa: E402
-from utils.config import build_config  # noqa: E402
+from utils.config import build_config, parse_seeds  # noqa: E402
 from utils.distributed import memory_format_for  # noqa: E402
 from utils.seed import seed_everything  # noqa: E402
 

@@ -17,7 +17,7 @@ from typing import Any
 from reports.cmnist_tables import parse_run
 from reports.paper_numbers import DISENT_TABLE1, LFF_CMNIST, PaperNumber
 from utils import matrix
-from utils.config import ConfigError, require
+from utils.config import ConfigError, parse_seeds, require, split_list
 
 MNIST_ROOT = "../shared/data"
 MNIST_TRAIN_IMAGES = "train-images-idx3-ubyte"
@@ -130,7 +130,7 @@ class Table:
         merged = {name: given.get(name, default) for name, default in self.inputs.items()}
         for name in [name for name, value in merged.items() if value is None]:
             raise ConfigError(f"table {self.name} needs --{name} (its inputs: {listed})")
-        return Settings(self.select_cells(cells), parse_seeds(seeds, self.seeds), str(out or self.default_out),
+        return Settings(self.select_cells(cells), table_seeds(seeds, self.seeds), str(out or self.default_out),
                         merged, device, quiet)
 
     def select_cells(self, value: Any) -> tuple[str, ...]:
@@ -155,12 +155,6 @@ class Table:
         return plan
 
 
-def split_list(value: Any) -> list[str]:
-    """A comma- or space-separated list as strings (fire parses ``0,1`` into a tuple and ``0.99`` into a float)."""
-    parts = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
-    return [str(part) for part in parts]
-
-
 def _same_number(cell: str, item: str) -> bool:
     try:
         return float(cell.removesuffix("pct")) == float(item.removesuffix("pct"))
@@ -168,17 +162,10 @@ def _same_number(cell: str, item: str) -> bool:
         return False
 
 
-def parse_seeds(value: Any, default: tuple[int, ...]) -> tuple[int, ...]:
-    """``--seeds``: None (the table's), one integer or several distinct non-negative ones (``0,1,2``)."""
-    if value is None:
-        return default
-    try:
-        seeds = tuple(int(part) for part in split_list(value))
-    except ValueError:
-        seeds = ()
-    require(bool(seeds) and all(seed >= 0 for seed in seeds) and len(set(seeds)) == len(seeds),
-            f"--seeds expects distinct non-negative integers such as 0,1,2, got {value!r}")
-    return seeds
+def table_seeds(value: Any, default: tuple[int, ...]) -> tuple[int, ...]:
+    """``--seeds`` of a table (utils/config.parse_seeds): None gives the table's ``default``."""
+    seeds = parse_seeds(value)
+    return default if seeds is None else tuple(seeds)
 
 
 def mnist_present(root: str) -> bool:

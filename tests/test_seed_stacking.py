@@ -9,9 +9,8 @@ import torch.nn.functional as F
 
 import main_biased_mnist
 from datasets.tensor_loader import SeedStackedLoader, TensorLoader
-from experiment import parse_seeds
 from models.mnist_models import SeedStackedConvNet, SimpleConvNet
-from utils.config import ConfigError
+from utils.config import ConfigError, parse_seeds
 from utils.seed import for_seed, seed_key
 
 SMALL = dict(batch_size=16, n_epochs=2, limit_train_batches=4, limit_eval_batches=2, f_kernel_size=3,

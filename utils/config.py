@@ -148,3 +148,23 @@ def one_line(message: str) -> str:
     if "Original Traceback" in message:
         return message.strip().splitlines()[-1].split(": ", 1)[-1]
     return " ".join(message.split())
+
+
+def split_list(value: Any) -> list[str]:
+    """A comma- or space-separated list as strings (fire parses ``0,1`` into a tuple and ``0.99`` into a float)."""
+    parts = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
+    return [str(part) for part in parts]
+
+
+def parse_seeds(value: Any) -> list[int] | None:
+    """``--seeds``: None, one integer, or several distinct non-negative ones as ``0,1,2`` (fire passes a tuple) or
+    ``"0 1 2"``; :class:`ConfigError` otherwise."""
+    if value is None:
+        return None
+    try:
+        seeds = [int(part) for part in split_list(value)]
+    except ValueError:
+        seeds = []
+    require(bool(seeds) and all(seed >= 0 for seed in seeds) and len(set(seeds)) == len(seeds),
+            f"--seeds expects distinct non-negative integers such as 0,1,2, got {value!r}")
+    return seeds
