@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reports.paper_numbers import DISENT_PAPER, DISENT_TABLE1, LFF_CMNIST, LFF_PAPER, PaperNumber
+from reports.paper_numbers import (DISENT_PAPER, DISENT_TABLE1, LFF_CMNIST, LFF_PAPER, UNVERIFIED_EXPLAINED,
+                                   UNVERIFIED_MARK, PaperNumber)
 from utils.protocol import paper_protocol, run_protocol
 
 PROTOCOL_STEPS = {name: paper_protocol("disent_cmnist", {"preset": preset}).length
@@ -38,7 +39,8 @@ TABLE_METHODS = {"lff": ("Vanilla", "LfF"), "cmnist": METHODS}
 """The methods each ``report.py lff|cmnist`` table set has rows for (variants such as ``LfF[bias_loss=ce]`` have
 none: docs/disent_lff_comparison.md reports them)."""
 LFF_TABLE_VARIANT = "lff:lff"
-"""The data variant (palette:renderer) of LfF's table: LfF's own colours and rendering."""
+"""LfF's own colours and rendering (palette:renderer): the data variant of LfF's table, and of the DisEnt table's
+default runs."""
 PROTOCOL_LABELS = {
     "best_test": "best test ⚠ (selected on test; DisEnt's protocol)",
     "last": "last step",
@@ -153,9 +155,7 @@ def summarise(runs: list[CMNISTRun], protocol_value: str) -> dict[tuple[str, str
     return {key: Summary(tuple(values)) for key, values in grouped.items()}
 
 
-UNVERIFIED_MARK = " (unverified)"
-UNVERIFIED_NOTE = ("`(unverified)`: a paper number whose mean or std is not checked against the paper or a later "
-                   "paper that re-reports it; reports/paper_numbers.py records each number's source and check.")
+UNVERIFIED_NOTE = f"`{UNVERIFIED_MARK.strip()}`: a paper number whose mean or std is {UNVERIFIED_EXPLAINED}"
 
 
 def _paper(number: PaperNumber | None) -> str:

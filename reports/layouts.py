@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reports.paper_numbers import (AVERAGE, DISENT_TABLE1, REBIAS_TABLE1, REBIAS_TABLE2, REBIAS_TABLE3,
-                                   PaperNumber)
+                                   UNVERIFIED_MARK, PaperNumber)
 
 RESULTS_FILENAME = "results.json"
 MISSING = "–"
@@ -17,8 +17,6 @@ WORST_GROUP = "worst_group"
 accuracy)."""
 WORST_GROUP_LABEL = "Worst-group"
 SHORTENED_MARK = "*"
-UNVERIFIED_MARK = " (unverified)"
-"""Follows a paper number in a ``paper`` column whose record is not verified: the cell reads "paper, unverified"."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from collections.abc import Mapping
 
-from reports.paper_numbers import DISENT_TABLE1, LFF_CMNIST, REBIAS_TABLE1, PaperNumber
+from reports.paper_numbers import DISENT_TABLE1, LFF_CMNIST, REBIAS_TABLE1, UNVERIFIED_EXPLAINED, PaperNumber
 from utils.matrix import (BENCHMARKS, FAMILIES, METHODS, VARIANTS, Benchmark, Cell, base_method, cell, own_settings,
                           rows)
 
@@ -187,8 +187,7 @@ def render(family: str, collected: dict[tuple[str, str], MatrixCell], benchmarks
                      "over training (selected on test), which favours it over this table's last step.")
     if any(paper_number(family, b, m) is not None and not paper_number(family, b, m).is_verified()
            for b, m in collected if b in benchmarks and collected[(b, m)].values):
-        notes.append("[paper, unverified X]: a paper number not checked against the paper or a later paper that "
-                     "re-reports it; reports/paper_numbers.py records each number's source and check.")
+        notes.append(f"[paper, unverified X]: a paper number {UNVERIFIED_EXPLAINED}")
     if any(entry.shared_with for entry in shown.values()):
         notes.append("†: the run of the paper's own table (same command, shared, not retrained).")
     for name, variant in VARIANTS.items():

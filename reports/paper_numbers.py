@@ -8,7 +8,7 @@ A :class:`PaperNumber` holds the value (and the std where the paper gives one an
 citation (paper and table), ``verified`` (the value was checked against the paper, the authors' repository or a
 later paper that re-reports it), ``checked_against`` (what it was checked against, or why it could not be) and
 ``std_verified`` (the same for the std). A table cell says ``paper`` when what it shows is verified and
-``paper, unverified`` otherwise (:func:`label`); numbers are never filled from memory: an unverified number keeps
+``paper, unverified`` otherwise (:meth:`PaperNumber.label`); numbers are never filled from memory: an unverified number keeps
 the value it had until a source is read.
 
 Where the values came from first: ReBias' from the authors' repository (clovaai/rebias); LfF's and DisEnt's from
@@ -26,6 +26,11 @@ AVERAGE = "avg"
 
 PAPER = "paper"
 PAPER_UNVERIFIED = "paper, unverified"
+UNVERIFIED_MARK = " (unverified)"
+"""Follows a paper number in a ``paper`` column whose record is not verified: the cell reads "paper, unverified"."""
+UNVERIFIED_EXPLAINED = ("not checked against the paper or a later paper that re-reports it; reports/paper_numbers.py "
+                        "records each number's source and check.")
+"""The end of every table's note on its unverified paper numbers."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,6 @@ class PaperNumber:
         """``paper`` or ``paper, unverified`` for a cell that shows the value (and with ``with_std`` its std)."""
         return PAPER if self.is_verified(with_std) else PAPER_UNVERIFIED
 
-
-def label(number: PaperNumber | None, with_std: bool = False) -> str | None:
-    """:meth:`PaperNumber.label`, None where a cell has no paper number."""
-    return None if number is None else number.label(with_std)
 
 
 # ------------------------------------------------------------------------------------------------------- ReBias

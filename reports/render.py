@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from reports.aggregate import Cell
 from reports.layouts import (AVERAGE, MISSING, SHORTENED_MARK, TABLES, UNVERIFIED_MARK, WORST_GROUP,
                              WORST_GROUP_LABEL, TableLayout)
+from reports.paper_numbers import UNVERIFIED_EXPLAINED
 from reports.results import Run
 from utils.protocol import PAPER_PROTOCOLS
 
@@ -55,8 +56,7 @@ def _unverified_note(cells: list[Cell]) -> list[str]:
     """The line under a table that explains ``(unverified)``, when a cell has that mark."""
     if not any(cell.paper is not None and cell.paper_verified is False for cell in cells):
         return []
-    return ["", f"`{UNVERIFIED_MARK.strip()}`: a paper number not checked against the paper or a later paper that "
-                "re-reports it; reports/paper_numbers.py records each number's source and check."]
+    return ["", f"`{UNVERIFIED_MARK.strip()}`: a paper number {UNVERIFIED_EXPLAINED}"]
 
 
 def _render_methods_as_rows(layout: TableLayout, cells: list[Cell], notes: list[str]) -> str:

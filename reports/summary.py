@@ -13,8 +13,6 @@ LAYOUT_TASKS = {"rebias_table1": "biased_mnist", "rebias_table2": "imagenet", "r
                 "disent_cifar10c": "disent_cifar10c", "disent_bffhq": "disent_bffhq"}
 """Tables built from reports/layouts.py, by the ``task`` of their results.json."""
 NO_RUNS = "no runs yet"
-DEFAULT_CMNIST_VARIANT = "lff:lff"
-"""The Colored MNIST rendering of DisEnt's table that train_disent.py generates by default (palette:renderer)."""
 
 
 def print_table(name: str, results_dir: str | Path, cells: list[str] | None = None) -> str:
@@ -123,7 +121,7 @@ def _layout_table(task: str, results_dir: Path, cells: list[str] | None) -> str:
 
 
 def _cmnist_table(name: str, results_dir: Path, cells: list[str] | None) -> str:
-    from reports.cmnist_tables import PERCENTS, disent_table, lff_table, load_runs, variants_of
+    from reports.cmnist_tables import LFF_TABLE_VARIANT, PERCENTS, disent_table, lff_table, load_runs, variants_of
 
     runs = load_runs(results_dir) if results_dir.is_dir() else []
     chosen = _choose(cells, {percent: _number_matcher(percent) for percent in PERCENTS}, "percent")
@@ -133,9 +131,9 @@ def _cmnist_table(name: str, results_dir: Path, cells: list[str] | None) -> str:
     if name == "lff_cmnist":
         text = "### LfF's Colored MNIST table (LfF's protocol)\n\n" + lff_table(runs, percents)
     else:
-        variants = sorted(variants_of(runs), key=lambda variant: (variant != DEFAULT_CMNIST_VARIANT, variant))
+        variants = sorted(variants_of(runs), key=lambda variant: (variant != LFF_TABLE_VARIANT, variant))
         text = "\n".join(f"### DisEnt Table 1, Colored MNIST, data {variant} (DisEnt's protocol)\n\n"
-                         + disent_table(runs, variant, percents) for variant in variants or [DEFAULT_CMNIST_VARIANT])
+                         + disent_table(runs, variant, percents) for variant in variants or [LFF_TABLE_VARIANT])
     if not mine:
         text += f"\n{NO_RUNS} under {results_dir}: only the paper's numbers are shown.\n"
     return text
