@@ -77,6 +77,12 @@ class CellAccuracy:
         return [[100.0 * c / t if t else None for c, t in zip(row_c, row_t)]
                 for row_c, row_t in zip(self.correct.tolist(), self.total.tolist())]
 
+    def worst_group(self) -> float | None:
+        """The lowest per-cell accuracy (percent) over cells holding samples, over every table of stacked ones;
+        None when no cell holds any."""
+        values = [value for table in self.tables() for row in table.per_cell() for value in row if value is not None]
+        return min(values) if values else None
+
     def cell_mean(self, min_count: int = 1) -> float:
         """Unweighted mean of the per-cell accuracies (percent) over cells with at least ``min_count`` samples;
         for stacked tables, the mean over the tables of that value (ReBias' ImageNet "unbiased" accuracy)."""

@@ -181,19 +181,13 @@ def run_config(loaded: LoadedCheckpoint, dataset: str | None, percent: Any, data
     return loaded.task, config
 
 
-def worst_group(cell: CellAccuracy) -> float | None:
-    """The lowest accuracy over (target, bias) cells holding samples (over every table of stacked ones)."""
-    values = [value for table in cell.tables() for row in table.per_cell() for value in row if value is not None]
-    return min(values) if values else None
-
-
 def split_results(task: Any, cells: dict[str, dict[str, CellAccuracy]]) -> dict[str, Any]:
     """Training's result entries of one evaluation: f's metrics, every predictor's, per-cell accuracies and each
     split's worst group."""
     summary = summarise(task, cells)
     return {"metrics": summary["f"], "predictor_metrics": summary,
             "per_cell_accuracy": {loader: per_predictor["f"].per_cell() for loader, per_predictor in cells.items()},
-            "worst_group": {loader: worst_group(per_predictor["f"]) for loader, per_predictor in cells.items()}}
+            "worst_group": {loader: per_predictor["f"].worst_group() for loader, per_predictor in cells.items()}}
 
 
 def main(pretrained_path: str | None = None, dataset: str | None = None, percent: Any = None,

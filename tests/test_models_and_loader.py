@@ -70,6 +70,13 @@ def test_cell_accuracy_hand_example():
     assert cells.cell_mean(min_count=2) == pytest.approx(50.0)
 
 
+def test_worst_group_skips_empty_cells():
+    cells = CellAccuracy.zeros(2, 2)
+    assert cells.worst_group() is None
+    cells.update(torch.tensor([0, 1, 0]), torch.tensor([0, 1, 1]), torch.tensor([0, 1, 1]))
+    assert cells.per_cell() == [[100.0, None], [None, 50.0]] and cells.worst_group() == 50.0
+
+
 def test_evaluate_restores_train_mode():
     net = torch.nn.Linear(1, 2)
     net.train()
