@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from launchers import LAUNCHERS, Launcher, LocalLauncher, MultiGpuLauncher, SlurmLauncher
-from launchers.base import FAILED, REPO, shown_command
+from launchers.base import FAILED, REPO, repo_python_path, shown_command
 from reports import print_table
 from reports.tables import TABLES, Plan, Run, Settings, Table, get_table, run_numbers
 from utils.config import require, run_cli, split_list
@@ -83,7 +83,7 @@ def run_data_steps(plan: Plan) -> None:
         if step.done() or step.target in done:
             continue
         print(f"data: python {shlex.join(step.argv)}", flush=True)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, "PYTHONPATH": repo_python_path()}
         returncode = subprocess.run([sys.executable, *step.argv], env=env).returncode
         require(returncode == 0, f"data command failed (exit status {returncode}): python {shlex.join(step.argv)}")
         done.add(step.target)

@@ -19,8 +19,16 @@ from reports.tables import Run
 from utils.run_lock import lock_path, try_lock
 
 REPO = Path(__file__).resolve().parents[1]
+
 LOG_NAME = "launcher.log"
 """Each run's output (every attempt appended), in its run directory."""
+
+
+def repo_python_path() -> str:
+    """``PYTHONPATH`` for a child process that imports this repository's modules (``python -m datasets...``, a
+    Slurm job): the repository first, then the caller's own."""
+    return os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+
 
 FINISHED, SKIPPED, IN_USE, FAILED = "finished", "skipped", "in use", "failed"
 """Outcomes: trained to its results.json; found finished; another process holds its lock; exited with an error."""

@@ -19,7 +19,7 @@ import submitit
 from submitit.core.utils import UncompletedJobError
 from submitit.helpers import Checkpointable, DelayedSubmission
 
-from launchers.base import FAILED, REPO, Launcher, Result, execute, progress, report_progress
+from launchers.base import FAILED, Launcher, Result, execute, progress, repo_python_path, report_progress
 from reports.tables import Run
 from utils.config import ConfigError
 
@@ -82,8 +82,7 @@ class SlurmLauncher(Launcher):
     def launch(self, runs: Sequence[Run]) -> list[Result]:
         if not runs:
             return []
-        python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-        with submitit.helpers.environment_variables(PYTHONPATH=python_path):
+        with submitit.helpers.environment_variables(PYTHONPATH=repo_python_path()):
             jobs = self.executor().map_array(TrainJob(), list(runs))
         print(f"submitted {len(jobs)} job(s) {jobs[0].job_id.split('_')[0]}...; submitit logs in {self.folder}")
         results: dict[str, Result] = {}
