@@ -30,6 +30,7 @@ refused.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -93,32 +94,25 @@ DISENT_MODELS_BY_DATASET = {"cmnist": ("mlp", "mlp_lff"), "cifar10c": ("resnet18
 """The networks the originals train on each of DisEnt's datasets (DisEnt: MLP / ResNet18; LfF: its wider MLP)."""
 
 
+ENTRY_SCRIPTS = {"disent": "train_disent", "biased_mnist": "main_biased_mnist",
+                 "biased_mnist_seeds": "main_biased_mnist", "imagenet": "main_imagenet", "action": "main_action"}
+"""The entry script that trains each task whose checkpoints may lack flags (matrix and folder checkpoints hold
+their resolved configuration)."""
+FLAGS_IMPLIED_BY_OLD_DISENT = {"select_on": "valid", "palette": "hues", "render": "lff"}
+"""What DisEnt checkpoints from before --select_on, --palette and --render implied."""
+
+
 def entry_defaults(task: str) -> dict[str, Any]:
     """The flag defaults of the entry script that trains ``task`` (flags newer than a checkpoint take them)."""
-    if task == "disent":
-        from train_disent import DEFAULTS
-        # checkpoints from before --select_on, --palette and --render existed: the values they implied
-        return {**DEFAULTS, "select_on": "valid", "palette": "hues", "render": "lff"}
-    if task in ("biased_mnist", "biased_mnist_seeds"):
-        from main_biased_mnist import DEFAULTS
-    elif task == "imagenet":
-        from main_imagenet import DEFAULTS
-    elif task == "action":
-        from main_action import DEFAULTS
-    else:
-        return {}  # matrix and folder checkpoints hold their resolved configuration
-    return dict(DEFAULTS)
+    if task not in ENTRY_SCRIPTS:
+        return {}
+    defaults = dict(importlib.import_module(ENTRY_SCRIPTS[task]).DEFAULTS)
+    return {**defaults, **FLAGS_IMPLIED_BY_OLD_DISENT} if task == "disent" else defaults
 
 
 def entry_validate(task: str, config: Munch) -> None:
     """The entry script's checks of a configuration built for an original checkpoint (data folders given...)."""
-    if task == "biased_mnist":
-        from main_biased_mnist import validate
-    elif task == "imagenet":
-        from main_imagenet import validate
-    else:
-        from main_action import validate
-    validate(config)
+    importlib.import_module(ENTRY_SCRIPTS[task]).validate(config)
 
 
 def disent_config(loaded: LoadedCheckpoint, dataset: str | None, percent: Any, data_dir: str | None,
