@@ -3,9 +3,11 @@ sweep scripts and the entry scripts take (utils/run_lock.py), with the output in
 from __future__ import annotations
 
 import os
+import queue
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -142,3 +144,34 @@ def threads_per_run(workers: int) -> dict[str, str]:
     """Intra-op threads of each of ``workers`` concurrent runs: the cores shared out, as the sweep scripts do."""
     threads = str(max(1, (os.cpu_count() or 1) // workers))
     return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+
+def run_pool(runs: Sequence[Run], devices: Sequence[str | None]) -> list[Result]:
+    """Train ``runs`` with one worker per entry of ``devices`` (None: the entry script's default device), each
+    taking the next run from a shared queue as soon as its last one ends, so runs of different lengths keep every
+    worker busy and no worker trains two at once; the machine's cores are shared out among the workers. The
+    results in the order of ``runs``."""
+    pending: queue.Queue[tuple[int, Run]] = queue.Queue()
+    for item in enumerate(runs):
+        pending.put(item)
+    results: dict[int, Result] = {}
+    env = threads_per_run(len(devices))
+    lock = threading.Lock()
+    with progress(len(runs), "runs") as bar:
+        def worker(slot: int, device: str | None) -> None:
+            while True:
+                try:
+                    index, run = pending.get_nowait()
+                except queue.Empty:
+                    return
+                result = execute(run, device, env, slot=slot)
+                with lock:
+                    results[index] = result
+                    report_progress(bar, result)
+
+        threads = [threading.Thread(target=worker, args=item, daemon=True) for item in enumerate(devices)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return [results[index] for index in range(len(runs))]

@@ -2,11 +2,9 @@
 so that runs of different lengths keep every device busy and no device ever trains two runs at once."""
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Sequence
 
-from launchers.base import Launcher, Result, execute, progress, report_progress, threads_per_run
+from launchers.base import Launcher, Result, run_pool
 from reports.tables import Run
 
 
@@ -18,27 +16,4 @@ class MultiGpuLauncher(Launcher):
         self.devices = list(devices)
 
     def launch(self, runs: Sequence[Run]) -> list[Result]:
-        pending: queue.Queue[tuple[int, Run]] = queue.Queue()
-        for item in enumerate(runs):
-            pending.put(item)
-        results: dict[int, Result] = {}
-        env = threads_per_run(len(self.devices))
-        lock = threading.Lock()
-        with progress(len(runs), "runs") as bar:
-            def worker(slot: int, device: str) -> None:
-                while True:
-                    try:
-                        index, run = pending.get_nowait()
-                    except queue.Empty:
-                        return
-                    result = execute(run, device, env, slot=slot)
-                    with lock:
-                        results[index] = result
-                        report_progress(bar, result)
-
-            threads = [threading.Thread(target=worker, args=item, daemon=True) for item in enumerate(self.devices)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-        return [results[index] for index in range(len(runs))]
+        return run_pool(runs, self.devices)
