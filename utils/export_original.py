@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import Tensor
 
+from tasks import TASKS
 from utils.config import ConfigError, require, require_writable_dir, run_cli
 from utils.io import CheckpointError, atomic_torch_save
 from utils.original_checkpoints import (PROJECT, LoadedCheckpoint, read_checkpoint, rebias_architecture,
@@ -84,15 +85,16 @@ def rebias_options(config: dict[str, Any], task: str) -> dict[str, Any]:
     """The original trainer's ``options`` (its keys; plain dicts) for a run's configuration."""
     criterion = {"sigma_x": config.get("rbf_sigma_x"), "sigma_y": config.get("rbf_sigma_y"),
                  "algorithm": config.get("hsic_alg")}
+    num_classes = TASKS[task].num_classes
     if task == "biased_mnist":
-        networks = [{"num_classes": 10, "kernel_size": config[f"{net}_kernel_size"],
+        networks = [{"num_classes": num_classes, "kernel_size": config[f"{net}_kernel_size"],
                      "feature_pos": config["feature_pos"]} for net in ("f", "g")]
     elif task == "action":
         networks = [{"resnet_depth": config["resnet_depth"], "model_arch": config[f"{net}_temporal_kernel_sizes"],
                      "feature_position": config["feature_pos"], "width_per_group": config["resnet_base_width"],
-                     "num_classes": 10, "final_bottleneck_dim": 0} for net in ("f", "g")]
+                     "num_classes": num_classes, "final_bottleneck_dim": 0} for net in ("f", "g")]
     else:
-        networks = [{"num_classes": 9, "feature_pos": config["feature_pos"]} for _ in ("f", "g")]
+        networks = [{"num_classes": num_classes, "feature_pos": config["feature_pos"]} for _ in ("f", "g")]
     optim = {"lr": config.get("lr"), "weight_decay": config.get("weight_decay")}
     return {"outer_criterion": config.get("outer_criterion"), "inner_criterion": config.get("inner_criterion"),
             "outer_criterion_config": dict(criterion), "inner_criterion_config": dict(criterion),
