@@ -18,14 +18,12 @@ from reports.cmnist_tables import parse_run
 from reports.paper_numbers import DISENT_TABLE1, LFF_CMNIST, PaperNumber
 from utils import matrix
 from utils.config import ConfigError, parse_seeds, require, split_list
+from utils.protocol import paper_protocol
 
 MNIST_ROOT = "../shared/data"
 MNIST_TRAIN_IMAGES = "train-images-idx3-ubyte"
 CMNIST_PERCENTS = ("0.5pct", "1pct", "2pct", "5pct")
 REBIAS_METHODS = ("Vanilla", "LearnedMixin", "RUBi", "ReBias")
-DISENT_STEPS = 50_000
-LFF_PAPER_STEPS = 235 * 100
-"""train_disent.py's default --num_steps (DisEnt's protocol) and its lff_paper preset's (LfF's)."""
 
 
 @dataclass(frozen=True)
@@ -283,7 +281,7 @@ def disent_runs(dataset: str, percents: Iterable[str], methods: Iterable[str], s
     """The runs of ``scripts/disent_sweep.sh DATASET "METHODS"`` (ratio, then method, then seed)."""
     common = ("--dataset", dataset, "--data_dir", data_dir, "--log_dir", log_dir, "--resume", "auto",
               *(("--device", device) if device else ()), *(("--progress", "False") if quiet else ()))
-    length = LFF_PAPER_STEPS if protocol == "lff_paper" else DISENT_STEPS
+    length = paper_protocol(f"disent_{dataset}", {"preset": protocol if protocol == "lff_paper" else None}).length
     runs = []
     for percent in percents:
         for method in methods:
